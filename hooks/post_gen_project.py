@@ -25,6 +25,23 @@ def remove_unneeded_files(answers):
         shutil.rmtree("model-cache")
 
 
+SAMPLE_COLUMNS = ("phrase", "tone")
+SAMPLE_FILES = ("datasets/train.json", "datasets/eval.json")
+
+
+def rename_sample_columns(answers):
+    """The sample data ships as phrase/tone; give it the column names the user chose."""
+    columns = (answers["input_column"], answers["output_column"])
+    if columns == SAMPLE_COLUMNS:
+        return
+    renames = dict(zip(SAMPLE_COLUMNS, columns))
+    for name in SAMPLE_FILES:
+        path = Path(name)
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        rows = [{renames[key]: value for key, value in row.items()} for row in rows]
+        path.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def run_step(what, command, retry):
     """Run one set-up step; on failure say so and how to retry, and carry on."""
     print(f"\n==> {what}", flush=True)
@@ -62,6 +79,7 @@ def print_next_steps(answers):
 
 def main():
     remove_unneeded_files(ANSWERS)
+    rename_sample_columns(ANSWERS)
     install_dependencies(ANSWERS)
     download_model(ANSWERS)
     print_next_steps(ANSWERS)

@@ -29,9 +29,12 @@ class OnnxEngine:
             config.append_provider("cuda")
         self.model = og.Model(config)
 
-    def generate_ids(self, prompt_ids, max_new_tokens):
+    def generate_ids(self, prompt_ids, max_new_tokens, ignore_eos=False):
         params = self._og.GeneratorParams(self.model)
-        params.set_search_options(max_length=len(prompt_ids) + max_new_tokens, do_sample=False)
+        max_length = len(prompt_ids) + max_new_tokens
+        # ignore_eos: always produce max_new_tokens, so engines are timed on equal work
+        min_length = max_length if ignore_eos else 0
+        params.set_search_options(max_length=max_length, min_length=min_length, do_sample=False)
         generator = self._og.Generator(self.model, params)
         generator.append_tokens(prompt_ids)
         while not generator.is_done():
@@ -53,7 +56,7 @@ class TorchEngine:
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
 
-    def generate_ids(self, prompt_ids, max_new_tokens):
+    def generate_ids(self, prompt_ids, max_new_tokens, ignore_eos=False):
         # the same greedy loop model.generate runs, written out so each token can be timed
         torch = self._torch
         with torch.inference_mode():
@@ -64,7 +67,7 @@ class TorchEngine:
                 past = output.past_key_values
                 token = int(output.logits[0, -1].argmax())
                 yield token
-                if token in self.eos_ids:
+                if token in self.eos_ids and not ignore_eos:
                     return
                 inputs = torch.tensor([[token]], device=self.device)
 
@@ -121,5 +124,9 @@ class TextGenerator:
         return result
 
 
-def model_size_bytes(model_dir):
-    return sum(path.stat().st_size for path in Path(model_dir).rglob("*") if path.is_file())
+WEIGHT_SUFFIXES = {".onnx", ".data", ".safetensors", ".bin"}
+
+
+def weights_size_bytes(model_dir):
+    """Bytes of the model's weight and graph files (tokenizer and configs left out)."""
+    return sum(p.stat().st_size for p in Path(model_dir).rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)

@@ -1,0 +1,24 @@
+# Sourced by test.sh and demo.sh: create (or reuse) a virtual environment with the
+# template's tools and the generated project's pinned CPU stack.
+# torch goes first and alone: a bare `torch` requirement from a dependency would
+# otherwise pull the newest (multi-GB CUDA) build.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv-dev}"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "==> creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+STACK="$VENV/stack-requirements.txt"
+python - "$ROOT/cookiecutter.json" > "$STACK" <<'PY'
+import json, sys
+stack = json.load(open(sys.argv[1], encoding="utf-8"))["_stack"]
+print("\n".join([stack["torch"], *stack["common"], *stack["cpu"]]))
+PY
+echo "==> installing torch, the pinned stack and the test tools into $VENV"
+python -m pip install --quiet --disable-pip-version-check "$(head -n 1 "$STACK")"
+python -m pip install --quiet --disable-pip-version-check -r "$STACK" -r "$ROOT/requirements-dev.txt"

