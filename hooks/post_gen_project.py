@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 # The answers arrive as data: a JSON string literal, decoded here, never pasted into code.
-ANSWERS = json.loads({{ cookiecutter | to_json | to_json }})
+ANSWERS = json.loads({{cookiecutter | to_json | to_json}})
 
 PROJECT = Path.cwd()
 VENV_PYTHON = Path(".venv/bin/python")
@@ -34,7 +34,7 @@ def rename_sample_columns(answers):
     columns = (answers["input_column"], answers["output_column"])
     if columns == SAMPLE_COLUMNS:
         return
-    renames = dict(zip(SAMPLE_COLUMNS, columns))
+    renames = dict(zip(SAMPLE_COLUMNS, columns, strict=True))
     for name in SAMPLE_FILES:
         path = Path(name)
         rows = json.loads(path.read_text(encoding="utf-8"))

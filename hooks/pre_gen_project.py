@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 # The answers arrive as data: a JSON string literal, decoded here, never pasted into code.
-ANSWERS = json.loads({{ cookiecutter | to_json | to_json }})
+ANSWERS = json.loads({{cookiecutter | to_json | to_json}})
 # Jinja stops rendering here, so the braces below stay Python: {% raw %}
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]*$")

@@ -24,31 +24,64 @@ COMMON_FILES = {
     "setup/install.py",
     "setup/get_model.py",
     "setup/model.json",
+    "datasets/prepare.py",
+    ".vscode/tasks.json",
+    ".vscode/launch.json",
+    ".vscode/extensions.json",
+    ".vscode/settings.json",
+    ".cookiecutter.json",
+    "pyproject.toml",
+    "tests/test_project.py",
 }
 
 # Named combinations; together they cover every value of every choice.
 COMBINATIONS = [
     pytest.param({}, id="default"),
     pytest.param(
-        {"base_model": "microsoft/Phi-3-mini-128k-instruct", "finetune_method": "qlora", "device": "cuda", "precision": "fp16"},
+        {
+            "base_model": "microsoft/Phi-3-mini-128k-instruct",
+            "finetune_method": "qlora",
+            "device": "cuda",
+            "precision": "fp16",
+        },
         id="phi3-128k-qlora-cuda-fp16",
     ),
     pytest.param(
-        {"base_model": "microsoft/Phi-3.5-mini-instruct", "finetune_method": "lora", "device": "cuda", "precision": "int4"},
+        {
+            "base_model": "microsoft/Phi-3.5-mini-instruct",
+            "finetune_method": "lora",
+            "device": "cuda",
+            "precision": "int4",
+        },
         id="phi35-lora-cuda-int4",
     ),
     pytest.param(
-        {"base_model": "microsoft/Phi-4-mini-instruct", "finetune_method": "qlora", "device": "cpu", "precision": "fp32"},
-        id="phi4-qlora-cpu-fp32",
+        {
+            "base_model": "microsoft/Phi-4-mini-instruct",
+            "finetune_method": "qlora",
+            "device": "cpu",
+            "precision": "fp32",
+            "olive_telemetry": "yes",
+        },
+        id="phi4-qlora-cpu-fp32-telemetry",
     ),
-    pytest.param({"base_model": DEMO_MODEL, "finetune_method": "lora", "precision": "int4"}, id="smollm2-lora-cpu-int4"),
-    pytest.param({"base_model": DEMO_MODEL, "finetune_method": "qlora", "device": "cuda", "precision": "fp32"}, id="smollm2-qlora-cuda-fp32"),
+    pytest.param(
+        {"base_model": DEMO_MODEL, "finetune_method": "lora", "precision": "int4"}, id="smollm2-lora-cpu-int4"
+    ),
+    pytest.param(
+        {"base_model": DEMO_MODEL, "finetune_method": "qlora", "device": "cuda", "precision": "fp32"},
+        id="smollm2-qlora-cuda-fp32",
+    ),
 ]
 
 
 def test_combinations_cover_every_choice():
     for name, choices in CONTEXT.items():
-        if isinstance(choices, list) and not name.startswith("_") and name not in ("download_model", "install_dependencies"):
+        if (
+            isinstance(choices, list)
+            and not name.startswith("_")
+            and name not in ("download_model", "install_dependencies")
+        ):
             covered = {combo.values[0].get(name, choices[0]) for combo in COMBINATIONS}
             assert covered == set(choices), name
 
@@ -105,8 +138,15 @@ def test_config_reflects_answers(bake, answers):
     assert config["passes"]["builder"]["config"]["precision"] == context["precision"]
     provider = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[context["device"]]
     assert config["systems"]["local_system"]["accelerators"][0]["execution_providers"] == [provider]
-    assert config["input_model"] == {"type": "HfModel", "model_path": "model-cache/" + context["base_model"].split("/")[1]}
-    for path in (config["cache_dir"], config["output_dir"], config["data_configs"][0]["load_dataset_config"]["data_files"]):
+    assert config["input_model"] == {
+        "type": "HfModel",
+        "model_path": "model-cache/" + context["base_model"].split("/")[1],
+    }
+    for path in (
+        config["cache_dir"],
+        config["output_dir"],
+        config["data_configs"][0]["load_dataset_config"]["data_files"],
+    ):
         assert not path.startswith("/") and ".." not in path, path
     requirements = (project.path / "setup/requirements.txt").read_text()
     assert ("onnxruntime-genai-cuda==" in requirements) == (context["device"] == "cuda")

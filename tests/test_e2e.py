@@ -42,11 +42,19 @@ def tiny_phi3_dir(tmp_path_factory, demo_model_dir):
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(demo_model_dir)
     config = Phi3Config(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
         # the non-LongRoPE Phi-3 builder requires these two to be equal
-        max_position_embeddings=256, original_max_position_embeddings=256, rope_scaling=None,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        max_position_embeddings=256,
+        original_max_position_embeddings=256,
+        rope_scaling=None,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
     folder = tmp_path_factory.mktemp("tiny-phi3")
@@ -57,7 +65,9 @@ def tiny_phi3_dir(tmp_path_factory, demo_model_dir):
 
 @pytest.mark.parametrize("method", ["lora", "qlora"])
 def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method):
-    project = bake(local_model_path=str(tiny_phi3_dir), finetune_method=method, max_steps="4", project_slug=f"phi3-{method}")
+    project = bake(
+        local_model_path=str(tiny_phi3_dir), finetune_method=method, max_steps="4", project_slug=f"phi3-{method}"
+    )
     _check(project.run("fine-tuning/check_config.py", "--paths"))
     _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
     model_dir = project.path / "gen-model/model"

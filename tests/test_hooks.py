@@ -31,8 +31,12 @@ BAD_ANSWERS = [
     pytest.param({"max_seq_len": "8"}, "max_seq_len=8 is out of range", id="seq-short"),
     pytest.param({"batch_size": "0"}, "batch_size=0 is out of range", id="batch-zero"),
     pytest.param({"text_template": "Text: {phrase}"}, "must contain the placeholder {tone}", id="template-no-output"),
-    pytest.param({"text_template": "{tone} is the tone"}, "must contain the placeholder {phrase}", id="template-no-input"),
-    pytest.param({"text_template": "{phrase} {lang} {tone}"}, "only {phrase} and {tone} are allowed", id="template-extra"),
+    pytest.param(
+        {"text_template": "{tone} is the tone"}, "must contain the placeholder {phrase}", id="template-no-input"
+    ),
+    pytest.param(
+        {"text_template": "{phrase} {lang} {tone}"}, "only {phrase} and {tone} are allowed", id="template-extra"
+    ),
     pytest.param({"text_template": "{tone}: {phrase}"}, "must end with the answer", id="template-order"),
     pytest.param({"text_template": "{phrase} {tone"}, "text_template is not a valid template", id="template-brace"),
     pytest.param({"output_column": "phrase", "text_template": "{phrase}"}, "must be different", id="same-columns"),
@@ -93,7 +97,15 @@ def test_install_commands_put_torch_first(bake, monkeypatch):
     monkeypatch.chdir(project.path)
     monkeypatch.setenv("TORCH_INDEX_URL", "https://example.invalid/cpu")
     torch_command, requirements_command = install.install_commands("py")
-    assert torch_command == ["py", "-m", "pip", "install", "torch==2.13.0", "--index-url", "https://example.invalid/cpu"]
+    assert torch_command == [
+        "py",
+        "-m",
+        "pip",
+        "install",
+        "torch==2.13.0",
+        "--index-url",
+        "https://example.invalid/cpu",
+    ]
     assert requirements_command == ["py", "-m", "pip", "install", "-r", "setup/requirements.txt"]
 
 

@@ -7,7 +7,10 @@ def test_missing_model_says_run_olive_first(bake):
     project = bake()
     result = project.run("inferences/infer.py", "--prompt", "hello")
     assert result.returncode == 1
-    assert "ERROR: no complete ONNX model in gen-model/model: run `olive run --config fine-tuning/olive-config.json` first" in result.stderr
+    assert (
+        "ERROR: no complete ONNX model in gen-model/model: run `olive run --config fine-tuning/olive-config.json` first"
+        in result.stderr
+    )
 
 
 def test_half_built_model_is_refused(bake):

@@ -58,7 +58,10 @@ def measure(engine_name, model_dir, rows, task, max_new_tokens, device):
     tokenizer = load_tokenizer(model_dir)
     engine = ENGINES[engine_name](model_dir, device)
     eos_ids = {tokenizer.eos_token_id} | set(getattr(engine, "eos_ids", set()))
-    prompts = [tokenizer(task.prompt(str(row[task.input_column]), tokenizer.bos_token), add_special_tokens=False)["input_ids"] for row in rows]
+    prompts = [
+        tokenizer(task.prompt(str(row[task.input_column]), tokenizer.bos_token), add_special_tokens=False)["input_ids"]
+        for row in rows
+    ]
 
     def run_one(prompt_ids):
         start = time.perf_counter()
@@ -70,7 +73,7 @@ def measure(engine_name, model_dir, rows, task, max_new_tokens, device):
 
     run_one(prompts[0])  # warm-up: first-call allocations and graph optimisation
     first_token, decode_rates, latencies, correct = [], [], [], 0
-    for row, prompt_ids in zip(rows, prompts):
+    for row, prompt_ids in zip(rows, prompts, strict=True):
         stamps, tokens = run_one(prompt_ids)
         first_token.append(stamps[0])
         latencies.append(stamps[-1])
@@ -96,9 +99,20 @@ def measure(engine_name, model_dir, rows, task, max_new_tokens, device):
 
 def run_child(engine_name, model_dir, args):
     command = [
-        sys.executable, __file__, "--child", engine_name, "--child-model", str(model_dir),
-        "--prompts", str(args.prompts), "--max-new-tokens", str(args.max_new_tokens),
-        "--device", args.device, "--eval-file", str(args.eval_file),
+        sys.executable,
+        __file__,
+        "--child",
+        engine_name,
+        "--child-model",
+        str(model_dir),
+        "--prompts",
+        str(args.prompts),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--device",
+        args.device,
+        "--eval-file",
+        str(args.eval_file),
     ]
     print(f"measuring {engine_name} on {model_dir} ...", file=sys.stderr, flush=True)
     result = subprocess.run(command, capture_output=True, text=True)
@@ -132,7 +146,7 @@ def draw_chart(onnx, torch, path):
 
     shown = [row for row in ROWS if row[1] != "latency_s_p90"]
     figure, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4))
-    for axis, (label, key, fmt) in zip(axes, shown):
+    for axis, (label, key, fmt) in zip(axes, shown, strict=True):
         values = [onnx[key], torch[key]]
         bars = axis.bar(["ONNX Runtime", "PyTorch"], values, color=["#2b7bba", "#b0b0b0"])
         axis.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8)
@@ -144,11 +158,17 @@ def draw_chart(onnx, torch, path):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description="Benchmark ONNX Runtime GenAI against PyTorch on the fine-tuned model.")
+    parser = argparse.ArgumentParser(
+        description="Benchmark ONNX Runtime GenAI against PyTorch on the fine-tuned model."
+    )
     parser.add_argument("--prompts", type=int, default=20, help="how many eval rows to time (default 20)")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="new tokens per answer (default 32)")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                        help="cuda: CUDA execution provider for ONNX and torch on the GPU")
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="cuda: CUDA execution provider for ONNX and torch on the GPU",
+    )
     parser.add_argument("--eval-file", type=Path, default=Path("datasets/eval.json"))
     parser.add_argument("--onnx-model", type=Path, help="ONNX model folder (default: the config's output_dir)")
     parser.add_argument("--merged-model", type=Path, help="merged PyTorch model folder (default: from the footprint)")
@@ -171,7 +191,9 @@ def main(argv=None):
             return 0
         onnx_dir = args.onnx_model or model_output_dir(config)
         if not (onnx_dir / "genai_config.json").is_file():
-            raise TaskError(f"no ONNX model in {onnx_dir}: run `olive run --config fine-tuning/olive-config.json` first")
+            raise TaskError(
+                f"no ONNX model in {onnx_dir}: run `olive run --config fine-tuning/olive-config.json` first"
+            )
         merged_dir = args.merged_model or merged_model_dir(onnx_dir)
         onnx = run_child("onnx", onnx_dir, args)
         torch = run_child("torch", merged_dir, args)

@@ -28,8 +28,14 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description="Prompt, chat with, or evaluate the fine-tuned model.")
     parser.add_argument("--model", type=Path, help="ONNX model folder (default: the config's output_dir)")
     parser.add_argument("--prompt", help="answer this one input, then exit")
-    parser.add_argument("--eval", nargs="?", const="datasets/eval.json", type=Path, metavar="FILE",
-                        help="evaluate on FILE (default datasets/eval.json); the last line is the accuracy")
+    parser.add_argument(
+        "--eval",
+        nargs="?",
+        const="datasets/eval.json",
+        type=Path,
+        metavar="FILE",
+        help="evaluate on FILE (default datasets/eval.json); the last line is the accuracy",
+    )
     parser.add_argument("--base", action="store_true", help="use the base model (PyTorch) instead of the ONNX model")
     parser.add_argument("--chat", action="store_true", help="use the chat template instead of the task template")
     parser.add_argument("--max-new-tokens", type=int, help="limit on generated tokens")
@@ -108,7 +114,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         if args.prompt is not None and not args.prompt.strip():
-            raise TaskError("--prompt is empty; give the text to answer, e.g. --prompt \"I got the job!\"")
+            raise TaskError('--prompt is empty; give the text to answer, e.g. --prompt "I got the job!"')
         config = load_olive_config()
         task = Task.from_olive_config(config)
         if args.eval:

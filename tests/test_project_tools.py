@@ -1,0 +1,172 @@
+"""The generated project as a VS Code workspace, its data preparation, and its own checks."""
+
+import json
+import re
+
+import pytest
+
+STEP_SCRIPT = re.compile(r"^[\w./-]+\.(py|json)$")
+
+
+def _referenced_files(document):
+    """Project files named in tasks/launch configurations (args and programs)."""
+    found = []
+    for entry in document.get("tasks", []) + document.get("configurations", []):
+        candidates = list(entry.get("args", [])) + [entry.get("program", "")]
+        for value in candidates:
+            value = value.replace("${workspaceFolder}/", "")
+            if STEP_SCRIPT.match(value):
+                found.append(value)
+    return found
+
+
+@pytest.mark.parametrize("telemetry", ["no", "yes"])
+def test_vscode_workspace_parses_and_points_at_real_files(bake, telemetry):
+    project = bake(olive_telemetry=telemetry)
+    tasks = project.read_json(".vscode/tasks.json")
+    launch = project.read_json(".vscode/launch.json")
+    project.read_json(".vscode/extensions.json")
+    assert project.read_json(".vscode/settings.json")["python.defaultInterpreterPath"].endswith(".venv/bin/python")
+    referenced = _referenced_files(tasks) + _referenced_files(launch)
+    assert {
+        "setup/install.py",
+        "setup/get_model.py",
+        "datasets/prepare.py",
+        "fine-tuning/olive-config.json",
+        "inferences/infer.py",
+        "inferences/benchmark.py",
+    } <= set(referenced)
+    for path in referenced:
+        assert (project.path / path).is_file(), path
+    labels = [task["label"] for task in tasks["tasks"]]
+    assert [label for label in labels if label[0].isdigit()] == sorted(label for label in labels if label[0].isdigit())
+    env = tasks["options"]["env"]
+    assert env == ({"OLIVE_DISABLE_TELEMETRY": "1"} if telemetry == "no" else {})
+
+
+def test_answers_are_recorded_for_replay(bake):
+    project = bake(lora_r="8", finetune_method="qlora")
+    answers = project.read_json(".cookiecutter.json")["cookiecutter"]
+    assert answers["lora_r"] == "8" and answers["finetune_method"] == "qlora"
+    assert not [key for key in answers if key.startswith("_") and not key.startswith("__")]
+
+
+def test_replay_file_renders_the_same_project(bake, tmp_path):
+    from conftest import TEMPLATE
+    from cookiecutter.main import cookiecutter
+
+    project = bake(lora_r="8", project_slug="replayed")
+    cookiecutter(str(TEMPLATE), replay=str(project.path / ".cookiecutter.json"), output_dir=str(tmp_path))
+    for name in ("fine-tuning/olive-config.json", "setup/requirements.txt", ".vscode/tasks.json"):
+        assert (project.path / name).read_text() == (tmp_path / "replayed" / name).read_text(), name
+
+
+ROWS = [{"phrase": f"sentence number {i} about something", "tone": ["joy", "fear"][i % 2]} for i in range(20)]
+
+
+def _write(path, kind, rows):
+    if kind == "csv":
+        lines = ["phrase,tone"] + [f'"{row["phrase"]}",{row["tone"]}' for row in rows]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    elif kind == "jsonl":
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    else:
+        path.write_text(json.dumps(rows), encoding="utf-8")
+
+
+@pytest.mark.parametrize("kind", ["csv", "json", "jsonl"])
+def test_prepare_splits_good_input_deterministically(bake, kind):
+    project = bake()
+    source = project.path / f"mine.{kind}"
+    _write(source, kind, ROWS)
+    before = source.read_bytes()
+    result = project.run("datasets/prepare.py", source.name, "--eval-ratio", "0.25", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    train, held_out = project.read_json("datasets/train.json"), project.read_json("datasets/eval.json")
+    assert len(train) == 15 and len(held_out) == 5
+    assert sorted(train + held_out, key=lambda row: row["phrase"]) == sorted(ROWS, key=lambda row: row["phrase"])
+    assert source.read_bytes() == before  # the source is never modified
+    again = project.run("datasets/prepare.py", source.name, "--eval-ratio", "0.25", "--seed", "3")
+    assert again.returncode == 0 and project.read_json("datasets/eval.json") == held_out
+
+
+def test_prepare_reports_duplicates(bake):
+    project = bake()
+    _write(project.path / "dup.json", "json", ROWS + [ROWS[3]])
+    result = project.run("datasets/prepare.py", "dup.json")
+    assert result.returncode == 0
+    assert "duplicate: row 21 repeats row 4 ('phrase')" in result.stdout
+
+
+BAD_INPUTS = [
+    pytest.param(
+        "missing.json",
+        json.dumps([{"phrase": "a b c", "tone": "joy"}, {"phrase": "d e f"}]),
+        "missing.json: row 2: column 'tone' is missing",
+        id="missing-column",
+    ),
+    pytest.param(
+        "empty.csv",
+        "phrase,tone\nhello there,joy\n   ,fear\n",
+        "empty.csv: row 2: column 'phrase' is empty",
+        id="empty-value",
+    ),
+    pytest.param(
+        "latin1.csv",
+        "phrase,tone\ncaf\xe9 au lait,joy\n".encode("latin-1"),
+        "latin1.csv: not UTF-8 text",
+        id="bad-encoding",
+    ),
+    pytest.param(
+        "object.json",
+        json.dumps({"phrase": "x", "tone": "joy"}),
+        "object.json: expected a JSON array of objects (a table), got dict",
+        id="not-a-table",
+    ),
+    pytest.param(
+        "scalars.json",
+        json.dumps(["just", "strings"]),
+        "scalars.json: row 1: not an object with columns (a table row)",
+        id="not-rows",
+    ),
+    pytest.param(
+        "broken.jsonl",
+        '{"phrase": "ok", "tone": "joy"}\n{"phrase": \n',
+        "broken.jsonl: row 2: not valid JSON",
+        id="broken-jsonl",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), BAD_INPUTS)
+def test_prepare_rejects_bad_input_and_writes_nothing(bake, name, content, message):
+    project = bake()
+    source = project.path / name
+    source.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    before = {path: (project.path / path).read_bytes() for path in ("datasets/train.json", "datasets/eval.json")}
+    result = project.run("datasets/prepare.py", name)
+    assert result.returncode == 1
+    assert f"ERROR: {message}" in result.stderr, result.stderr
+    for path, content_before in before.items():
+        assert (project.path / path).read_bytes() == content_before
+    assert not list((project.path / "datasets").glob(".*.json.*"))  # no staged leftovers
+
+
+def test_prepared_data_trains_with_the_rendered_config(bake):
+    project = bake()
+    _write(project.path / "mine.csv", "csv", ROWS)
+    assert project.run("datasets/prepare.py", "mine.csv").returncode == 0
+    checker = project.module("fine-tuning/check_config.py")
+    checker.check_config(project.read_json("fine-tuning/olive-config.json"))
+    from olive.data.config import DataConfig
+
+    data_config = DataConfig(**project.read_json("fine-tuning/olive-config.json")["data_configs"][0])
+    assert data_config.load_dataset_config.params["data_files"] == "datasets/train.json"
+
+
+def test_generated_project_checks_itself(bake):
+    project = bake()
+    own_tests = project.run("-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert own_tests.returncode == 0, own_tests.stdout[-3000:]
+    lint = project.run("-m", "ruff", "check", ".")
+    assert lint.returncode == 0, lint.stdout[-3000:]
