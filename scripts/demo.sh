@@ -23,10 +23,8 @@ TOOLS="$OUT/.cookiecutter-venv"
 done_stage
 
 stage "render the project, install its stack, materialise the demo model"
-"$TOOLS/bin/cookiecutter" --no-input --overwrite-if-exists "$ROOT" -o "$OUT" \
-  project_name="Tone Demo" project_slug=tone-demo \
-  base_model=HuggingFaceTB/SmolLM2-135M-Instruct \
-  download_model=yes install_dependencies=yes
+"$TOOLS/bin/cookiecutter" --no-input --overwrite-if-exists --config-file "$ROOT/scripts/demo-answers.yaml" \
+  "$ROOT" -o "$OUT" download_model=yes install_dependencies=yes
 done_stage
 cd "$PROJECT"
 # the hook prints a retry command and keeps going if a step failed; the demo stops instead

@@ -10,7 +10,8 @@ import json
 import re
 
 import pytest
-from conftest import DEMO_MODEL
+import yaml
+from conftest import DEMO_MODEL, TEMPLATE
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +85,9 @@ def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method):
 
 
 def test_demo_end_to_end_reports_accuracy(bake, demo_model_dir):
-    project = bake(base_model=DEMO_MODEL, local_model_path=str(demo_model_dir), project_slug="demo")
+    demo_answers = yaml.safe_load((TEMPLATE / "scripts/demo-answers.yaml").read_text())["default_context"]
+    assert demo_answers["base_model"] == DEMO_MODEL
+    project = bake(**demo_answers, local_model_path=str(demo_model_dir))
     _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
     result = _check(project.run("inferences/infer.py", "--eval"))
     match = ACCURACY_LINE.match(result.stdout.strip().splitlines()[-1])
