@@ -19,10 +19,20 @@ PROJECT = Path.cwd()
 VENV_PYTHON = Path(".venv/bin/python")
 
 
+AZUREML_FILES = ("fine-tuning/azureml", ".azureml", ".amlignore")
+
+
 def remove_unneeded_files(answers):
     if answers["local_model_path"].strip():
         # the project trains from the user's own folder; nothing will ever be cached here
         shutil.rmtree("model-cache")
+    if answers["compute"] != "azureml":
+        for name in AZUREML_FILES:
+            path = Path(name)
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 SAMPLE_COLUMNS = ("phrase", "tone")

@@ -102,6 +102,45 @@ def check_local_model(answers):
         )
 
 
+AZURE_FIELDS = {
+    # name -> (pattern, what it must look like)
+    "azure_subscription_id": (r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$", "a subscription GUID"),
+    "azure_resource_group": (r"^[-\w.()]{1,90}$", "1-90 letters, digits, '-', '_', '.', '(' or ')'"),
+    "azure_workspace": (r"^[A-Za-z0-9][\w-]{2,32}$", "3-33 letters, digits, '-' or '_', starting alphanumeric"),
+    "azure_compute": (
+        r"^[A-Za-z][A-Za-z0-9-]{1,14}[A-Za-z0-9]$",
+        "3-16 letters, digits or '-', starting with a letter",
+    ),
+    "azure_experiment": (r"^[\w.-]{1,255}$", "letters, digits, '-', '_' or '.'"),
+    "azure_hf_token_secret": (r"^[A-Za-z0-9-]{1,127}$", "a key vault secret name: letters, digits or '-'"),
+}
+
+
+def check_azureml(answers):
+    if answers["compute"] != "azureml":
+        if answers["base_model_source"] == "azureml_registry":
+            raise AnswerError("base_model_source=azureml_registry needs compute=azureml (Olive fetches it in the job)")
+        return
+    for name, (pattern, shape) in AZURE_FIELDS.items():
+        if not re.match(pattern, answers[name]):
+            raise AnswerError(f"{name}={answers[name]!r} must be {shape}")
+    if answers["device"] != "cuda":
+        raise AnswerError("compute=azureml runs on a GPU cluster: answer device=cuda")
+    if answers["local_model_path"].strip():
+        raise AnswerError(
+            "local_model_path is on this machine, not on the cluster: leave it empty with compute=azureml"
+        )
+    if answers["base_model_source"] == "azureml_registry":
+        for name in ("azureml_registry_name", "azureml_registry_model"):
+            if not re.match(r"^[A-Za-z0-9][\w.-]*$", answers[name]):
+                raise AnswerError(f"{name}={answers[name]!r} must be a registry or model name")
+        if not answers["azureml_registry_version"].isdigit():
+            raise AnswerError(
+                f"azureml_registry_version={answers['azureml_registry_version']!r} must be a version number "
+                "(see the model's page in Azure ML studio)"
+            )
+
+
 def check_combination(answers):
     reason = UNSUPPORTED.get((answers["device"], answers["precision"]))
     if reason:
@@ -110,7 +149,14 @@ def check_combination(answers):
 
 def main():
     try:
-        for check in (check_slug, check_knobs, check_columns_and_template, check_local_model, check_combination):
+        for check in (
+            check_slug,
+            check_knobs,
+            check_columns_and_template,
+            check_azureml,
+            check_local_model,
+            check_combination,
+        ):
             check(ANSWERS)
     except AnswerError as error:
         print(f"ERROR: {error}", file=sys.stderr)

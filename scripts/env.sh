@@ -17,7 +17,8 @@ STACK="$VENV/stack-requirements.txt"
 python - "$ROOT/cookiecutter.json" > "$STACK" <<'PY'
 import json, sys
 stack = json.load(open(sys.argv[1], encoding="utf-8"))["_stack"]
-print("\n".join([stack["torch"], *stack["common"], *stack["cpu"]]))
+# the azureml packages too: the template tests validate the Azure ML job offline
+print("\n".join([stack["torch"], *stack["common"], *stack["cpu"], *stack["azureml"]]))
 PY
 echo "==> installing torch, the pinned stack and the test tools into $VENV"
 python -m pip install --quiet --disable-pip-version-check "$(head -n 1 "$STACK")"

@@ -16,6 +16,16 @@ DEMO_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 # and the context needs the template's local Jinja extension
 sys.path.insert(0, str(TEMPLATE))
 
+# valid answers for compute=azureml (nothing here ever contacts Azure)
+AZUREML_ANSWERS = {
+    "compute": "azureml",
+    "device": "cuda",
+    "azure_subscription_id": "00000000-1111-2222-3333-444444444444",
+    "azure_resource_group": "rg-finetune",
+    "azure_workspace": "ws-finetune",
+    "azure_compute": "gpu-a100",
+}
+
 # every test bakes offline unless it says otherwise
 OFFLINE = {"download_model": "no", "install_dependencies": "no"}
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import yaml
-from conftest import CONTEXT, DEMO_MODEL
+from conftest import AZUREML_ANSWERS, CONTEXT, DEMO_MODEL
 
 COMMON_FILES = {
     ".gitignore",
@@ -33,6 +33,13 @@ COMMON_FILES = {
     "pyproject.toml",
     "tests/test_project.py",
 }
+AZUREML_FILES = {
+    "fine-tuning/azureml/job.yml",
+    "fine-tuning/azureml/submit.py",
+    "fine-tuning/azureml/run_in_job.py",
+    ".azureml/config.json",
+    ".amlignore",
+}
 
 # Named combinations; together they cover every value of every choice.
 COMBINATIONS = [
@@ -43,8 +50,11 @@ COMBINATIONS = [
             "finetune_method": "qlora",
             "device": "cuda",
             "precision": "fp16",
+            **AZUREML_ANSWERS,
+            "base_model_source": "azureml_registry",
+            "azureml_registry_version": "7",
         },
-        id="phi3-128k-qlora-cuda-fp16",
+        id="phi3-128k-qlora-cuda-fp16-azureml-registry",
     ),
     pytest.param(
         {
@@ -88,7 +98,8 @@ def test_combinations_cover_every_choice():
 
 @pytest.mark.parametrize("answers", COMBINATIONS)
 def test_exact_file_set(bake, answers):
-    assert bake(**answers).files() == COMMON_FILES | {"model-cache/.gitkeep"}
+    azureml = AZUREML_FILES if answers.get("compute") == "azureml" else set()
+    assert bake(**answers).files() == COMMON_FILES | {"model-cache/.gitkeep"} | azureml
 
 
 def test_local_model_path_drops_model_cache(bake, tmp_path):
@@ -138,10 +149,16 @@ def test_config_reflects_answers(bake, answers):
     assert config["passes"]["builder"]["config"]["precision"] == context["precision"]
     provider = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[context["device"]]
     assert config["systems"]["local_system"]["accelerators"][0]["execution_providers"] == [provider]
-    assert config["input_model"] == {
-        "type": "HfModel",
-        "model_path": "model-cache/" + context["base_model"].split("/")[1],
-    }
+    assert config["input_model"]["type"] == "HfModel"
+    if context["base_model_source"] == "azureml_registry":
+        assert config["input_model"]["model_path"] == {
+            "type": "azureml_registry_model",
+            "registry_name": context["azureml_registry_name"],
+            "name": context["base_model"].split("/")[1],
+            "version": context["azureml_registry_version"],
+        }
+    else:
+        assert config["input_model"]["model_path"] == "model-cache/" + context["base_model"].split("/")[1]
     for path in (
         config["cache_dir"],
         config["output_dir"],

