@@ -1,10 +1,11 @@
 """Rendering: file sets, leftovers, parseable JSON/YAML, strict Olive validity, hostile answers."""
 
+import itertools
 import json
 
 import pytest
 import yaml
-from conftest import AZUREML_ANSWERS, CONTEXT, DEMO_MODEL
+from conftest import AZUREML_ANSWERS, CONTEXT, DEMO_MODEL, OFFLINE, BakedProject
 
 COMMON_FILES = {
     ".gitignore",
@@ -231,3 +232,20 @@ def test_dataset_columns_follow_answers(bake):
     project = bake(input_column="sentence", output_column="label", text_template="Sentence: {sentence}\nLabel: {label}")
     rows = project.read_json("datasets/train.json") + project.read_json("datasets/eval.json")
     assert all(set(row) == {"sentence", "label"} for row in rows)
+
+
+ALL_COMBINATIONS = list(
+    itertools.product(CONTEXT["base_model"], CONTEXT["finetune_method"], CONTEXT["device"], CONTEXT["precision"])
+)
+
+
+@pytest.mark.parametrize(("base_model", "method", "device", "precision"), ALL_COMBINATIONS)
+def test_every_combination_renders_a_config_olive_accepts_or_is_refused(cookies, base_model, method, device, precision):
+    answers = {"base_model": base_model, "finetune_method": method, "device": device, "precision": precision}
+    result = cookies.bake(extra_context={**OFFLINE, **answers})
+    if (device, precision) == ("cpu", "fp16"):  # measured: Olive would silently produce no model
+        assert result.exception is not None
+        return
+    assert result.exception is None, result.exception
+    project = BakedProject(result)
+    project.module("fine-tuning/check_config.py").check_config(project.read_json("fine-tuning/olive-config.json"))
