@@ -51,7 +51,7 @@ cat <<MSG
 
 Project: $PROJECT
 Try next (from that folder, with .venv activated: source .venv/bin/activate):
-  python inferences/infer.py                  chat with your fine-tuned model
+  python inferences/infer.py                  type a sentence, the fine-tuned model streams its tone
   python inferences/benchmark.py              ONNX Runtime vs PyTorch, side by side
   README.md                                   what each folder holds and what to change
 MSG

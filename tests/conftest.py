@@ -1,6 +1,7 @@
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,6 +26,12 @@ AZUREML_ANSWERS = {
     "azure_workspace": "ws-finetune",
     "azure_compute": "gpu-a100",
 }
+
+# Tool caches (ruff run from the top level, pytest run inside the template) are binary
+# files that cookiecutter would try to render into every project: clear them first.
+TOOL_CACHES = ("__pycache__", ".ruff_cache", ".pytest_cache")
+for cache in (p for name in TOOL_CACHES for p in (TEMPLATE / "{{cookiecutter.project_slug}}").rglob(name)):
+    shutil.rmtree(cache)
 
 # every test bakes offline unless it says otherwise
 OFFLINE = {"download_model": "no", "install_dependencies": "no"}
@@ -57,11 +64,13 @@ class BakedProject:
             sys.path.pop(0)
         return module
 
-    def run(self, *args, timeout=1800, env=None):
+    def run(self, *args, timeout=1800, env=None, stdin=""):
         """Run a command in the project folder with this Python; returns CompletedProcess."""
         command = [sys.executable, *args]
         merged = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", **(env or {})}
-        return subprocess.run(command, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=merged)
+        return subprocess.run(
+            command, cwd=self.path, input=stdin, capture_output=True, text=True, timeout=timeout, env=merged
+        )
 
 
 @pytest.fixture

@@ -77,6 +77,15 @@ def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method):
     assert genai["model"]["type"] == "phi3"
     _check(project.run("inferences/infer.py", "--prompt", "The storm knocked out power all night."))
 
+    # six long chat turns overflow the tiny model's 256-token context: the oldest turns are
+    # dropped so the conversation goes on (without that, generation fails past max_length)
+    turn = "the storm knocked out power all night and the whole street went dark."
+    turns = "".join(f"Turn {n}: {turn}\n" for n in range(6))
+    _check(project.run("inferences/infer.py", "--chat", "--max-new-tokens", "40", stdin=turns))
+    too_long = project.run("inferences/infer.py", "--prompt", "The storm went on. " * 80)
+    assert too_long.returncode == 1
+    assert "tokens too long for the model's context of 256 tokens" in too_long.stderr, too_long.stderr[-2000:]
+
     benchmark = _check(project.run("inferences/benchmark.py", "--prompts", "2", "--max-new-tokens", "8"))
     assert re.fullmatch(r"speedup: \d+\.\dx", benchmark.stdout.strip().splitlines()[-1])
     results = json.loads((project.path / "gen-model/benchmark.json").read_text())

@@ -5,6 +5,7 @@ HF_HUB_OFFLINE=1, and pip runs with no index.
 """
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -137,6 +138,29 @@ def test_get_model_downloads_into_model_cache(bake, monkeypatch):
     assert destination.as_posix() == "model-cache/Phi-3-mini-4k-instruct" and get_model.is_complete(destination)
     get_model.get_model(get_model.load_spec())  # already complete: no second download
     assert len(hub.calls) == 1
+
+
+def test_interrupted_sharded_download_is_resumed_not_trusted(bake, monkeypatch):
+    import huggingface_hub
+
+    project = bake()
+    get_model = project.module("setup/get_model.py")
+    monkeypatch.chdir(project.path)
+    # what an interrupted download of a two-shard model leaves: config, index, first shard
+    partial = Path("model-cache/Phi-3-mini-4k-instruct")
+    partial.mkdir(parents=True)
+    (partial / "config.json").write_text("{}")
+    shards = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}
+    (partial / "model.safetensors.index.json").write_text(json.dumps({"weight_map": shards}))
+    (partial / shards["a"]).write_bytes(b"first shard")
+    assert not get_model.is_complete(partial)
+
+    def finish_download(repo_id, local_dir):
+        (local_dir / shards["b"]).write_bytes(b"second shard")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", finish_download)
+    assert get_model.get_model(get_model.load_spec()) == partial
+    assert get_model.is_complete(partial)
 
 
 def test_gated_model_error_says_what_to_do(bake, monkeypatch, capsys):

@@ -5,6 +5,7 @@ with the model, exactly as Olive tokenised the training text) and yield token id
 at a time, so infer.py and benchmark.py compare like with like.
 """
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ class OnnxEngine:
         if device == "cuda":
             config.append_provider("cuda")
         self.model = og.Model(config)
+        self.context_length = json.loads((Path(model_dir) / "genai_config.json").read_text())["model"]["context_length"]
 
     def generate_ids(self, prompt_ids, max_new_tokens, ignore_eos=False):
         params = self._og.GeneratorParams(self.model)
@@ -53,6 +55,7 @@ class TorchEngine:
         self.device = device
         self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32).to(device)
         self.model.eval()
+        self.context_length = self.model.config.max_position_embeddings
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
 
@@ -61,10 +64,11 @@ class TorchEngine:
         torch = self._torch
         with torch.inference_mode():
             inputs = torch.tensor([prompt_ids], device=self.device)
-            past = None
+            cache = None
             for _ in range(max_new_tokens):
-                output = self.model(input_ids=inputs, past_key_values=past, use_cache=True)
-                past = output.past_key_values
+                # `cache` is the pinned transformers' name for what older releases called past_key_values
+                output = self.model(input_ids=inputs, cache=cache, use_cache=True)
+                cache = output.cache
                 token = int(output.logits[0, -1].argmax())
                 yield token
                 if token in self.eos_ids and not ignore_eos:

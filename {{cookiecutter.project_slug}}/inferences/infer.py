@@ -5,10 +5,11 @@ Run from the project root, after `olive run --config fine-tuning/olive-config.js
     python inferences/infer.py --prompt "TEXT"     one answer, streamed
     python inferences/infer.py --eval              accuracy on datasets/eval.json
     python inferences/infer.py --eval --base       the base model, zero-shot, same prompt (PyTorch)
-    python inferences/infer.py --chat ...          use the model's chat template instead of the task
+    python inferences/infer.py --chat              a conversation, in the model's chat template
 
 By default the input is put in the project's text template, exactly as in training, and
-the model writes the answer column. --chat talks to the model as an assistant instead.
+the model writes the answer column. --chat talks to the model as an assistant instead and,
+interactively, keeps the conversation (oldest turns dropped when the context is full).
 """
 
 import argparse
@@ -17,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from generators import ENGINES, TextGenerator, load_tokenizer  # noqa: E402
+from generators import ENGINES, Generation, TextGenerator, load_tokenizer  # noqa: E402
 from task import Task, TaskError, base_model_dir, label_table, load_olive_config, model_output_dir, normalise_label  # noqa: E402
 
 TASK_MAX_NEW_TOKENS = 16
@@ -62,20 +63,48 @@ class Prompter:
     def __init__(self, task, generator, chat, max_new_tokens):
         self.task, self.generator, self.chat = task, generator, chat
         self.max_new_tokens = max_new_tokens or (CHAT_MAX_NEW_TOKENS if chat else TASK_MAX_NEW_TOKENS)
+        self.history = []  # earlier chat turns, so a conversation has memory
 
-    def prompt_for(self, text):
+    def prompt_for(self, text, history=()):
         tokenizer = self.generator.tokenizer
         if self.chat:
-            messages = [{"role": "user", "content": text}]
+            messages = [*history, {"role": "user", "content": text}]
             return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return self.task.prompt(text, tokenizer.bos_token)
 
+    def tokens_over(self, prompt):
+        """How far the prompt plus a full answer runs past the model's context (0: it fits)."""
+        needed = len(self.generator.encode(prompt)) + self.max_new_tokens
+        return max(0, needed - self.generator.engine.context_length)
+
+    def fitted_prompt(self, text):
+        """The prompt for `text`; in a chat, the conversation so far, oldest turns dropped until the answer fits."""
+        prompt = self.prompt_for(text, self.history)
+        while self.history and self.tokens_over(prompt):
+            del self.history[:2]  # one user turn and its answer
+            prompt = self.prompt_for(text, self.history)
+        if self.tokens_over(prompt):
+            raise TaskError(
+                f"the input is {self.tokens_over(prompt)} tokens too long for the model's context of "
+                f"{self.generator.engine.context_length} tokens with {self.max_new_tokens} new tokens; "
+                "shorten it or lower --max-new-tokens"
+            )
+        return prompt
+
     def stream(self, text):
-        # a task answer is one line; a chat answer runs until the model ends it
-        return self.generator.stream(self.prompt_for(text), self.max_new_tokens, stop_at_newline=not self.chat)
+        """Stream one answer. A task answer is one line; a chat answer runs until the model ends
+        it, and the exchange is remembered for the next turn."""
+        prompt = self.fitted_prompt(text)
+        if not self.chat:
+            yield from self.generator.stream(prompt, self.max_new_tokens, stop_at_newline=True)
+            return
+        result = Generation()
+        yield from self.generator.stream(prompt, self.max_new_tokens, result=result)
+        self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": result.text}]
 
     def answer(self, text):
-        return self.generator.complete(self.prompt_for(text), self.max_new_tokens, stop_at_newline=not self.chat).text
+        prompt = self.fitted_prompt(text)
+        return self.generator.complete(prompt, self.max_new_tokens, stop_at_newline=not self.chat).text
 
 
 def print_stream(prompter, text):
@@ -94,7 +123,10 @@ def interactive(prompter):
             break
         if not text:
             break
-        print_stream(prompter, text)
+        try:
+            print_stream(prompter, text)
+        except TaskError as error:  # one bad turn does not end the session
+            print(f"ERROR: {error}", file=sys.stderr)
 
 
 def evaluate(prompter, path):

@@ -32,10 +32,21 @@ def load_spec(path=MODEL_SPEC):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
 def is_complete(model_dir):
+    """config.json and every weight file; a sharded model counts only with all its shards."""
     model_dir = Path(model_dir)
-    has_weights = any(model_dir.glob("*.safetensors")) or any(model_dir.glob("*.bin"))
-    return (model_dir / "config.json").is_file() and has_weights
+    if not (model_dir / "config.json").is_file():
+        return False
+    for index_name in WEIGHT_INDEXES:
+        index = model_dir / index_name
+        if index.is_file():
+            # an interrupted download can leave the first shards and the index behind
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+            return all((model_dir / shard).is_file() for shard in shards)
+    return any(model_dir.glob("*.safetensors")) or any(model_dir.glob("*.bin"))
 
 
 def download_from_hub(repo_id, destination):
