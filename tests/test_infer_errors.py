@@ -45,3 +45,16 @@ def test_help_works_for_every_script(bake):
     project = bake()
     for script in ("inferences/infer.py", "inferences/benchmark.py", "fine-tuning/check_config.py"):
         assert project.run(script, "--help").returncode == 0, script
+
+
+def test_benchmark_with_deleted_olive_cache_says_what_to_do(bake):
+    project = bake()
+    model_dir = project.path / "gen-model/model"
+    model_dir.mkdir()
+    (model_dir / "genai_config.json").write_text("{}")
+    # the footprint still names the merged model, but its cache folder is gone
+    merged = {"from_pass": "mergeadapterweights", "model_config_data": {"config": {"model_path": "gen-model/gone"}}}
+    (model_dir / "footprint.json").write_text(json.dumps({"node": merged}))
+    result = project.run("inferences/benchmark.py", "--prompts", "2")
+    assert result.returncode == 1
+    assert "ERROR: no merged PyTorch model in gen-model/gone (was gen-model/olive-cache/ deleted?)" in result.stderr

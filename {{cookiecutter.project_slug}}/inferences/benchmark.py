@@ -71,9 +71,12 @@ def measure(engine_name, model_dir, rows, task, max_new_tokens, device):
             tokens.append(token)
         return stamps, tokens
 
+    from tqdm import tqdm
+
     run_one(prompts[0])  # warm-up: first-call allocations and graph optimisation
     first_token, decode_rates, latencies, correct = [], [], [], 0
-    for row, prompt_ids in zip(rows, prompts, strict=True):
+    timed = tqdm(zip(rows, prompts, strict=True), total=len(rows), desc=engine.name, unit="prompt", file=sys.stderr)
+    for row, prompt_ids in timed:
         stamps, tokens = run_one(prompt_ids)
         first_token.append(stamps[0])
         latencies.append(stamps[-1])
@@ -115,9 +118,10 @@ def run_child(engine_name, model_dir, args):
         str(args.eval_file),
     ]
     print(f"measuring {engine_name} on {model_dir} ...", file=sys.stderr, flush=True)
-    result = subprocess.run(command, capture_output=True, text=True)
+    # stdout carries the result; stderr (progress, errors) goes straight to the terminal
+    result = subprocess.run(command, stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
-        raise TaskError(f"the {engine_name} measurement failed:\n{result.stderr.strip()}")
+        raise TaskError(f"the {engine_name} measurement failed (its error is printed above)")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -195,6 +199,11 @@ def main(argv=None):
                 f"no ONNX model in {onnx_dir}: run `olive run --config fine-tuning/olive-config.json` first"
             )
         merged_dir = args.merged_model or merged_model_dir(onnx_dir)
+        if not (merged_dir / "config.json").is_file():
+            raise TaskError(
+                f"no merged PyTorch model in {merged_dir} (was gen-model/olive-cache/ deleted?): re-run "
+                "`olive run --config fine-tuning/olive-config.json`, or pass --merged-model DIR"
+            )
         onnx = run_child("onnx", onnx_dir, args)
         torch = run_child("torch", merged_dir, args)
     except TaskError as error:
