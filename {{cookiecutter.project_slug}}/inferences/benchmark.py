@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from generators import ENGINES, load_tokenizer, weights_size_bytes  # noqa: E402
+from generators import ENGINES, TextGenerator, load_tokenizer, weights_size_bytes  # noqa: E402
 from task import Task, TaskError, load_olive_config, model_output_dir, normalise_label  # noqa: E402
 
 RESULTS = Path("gen-model/benchmark.json")
@@ -55,13 +55,11 @@ def percentile(values, fraction):
 
 def measure(engine_name, model_dir, rows, task, max_new_tokens, device):
     """Runs in the child process: time every prompt on one engine."""
-    tokenizer = load_tokenizer(model_dir)
-    engine = ENGINES[engine_name](model_dir, device)
-    eos_ids = {tokenizer.eos_token_id} | set(getattr(engine, "eos_ids", set()))
-    prompts = [
-        tokenizer(task.prompt(str(row[task.input_column]), tokenizer.bos_token), add_special_tokens=False)["input_ids"]
-        for row in rows
-    ]
+    from tqdm import tqdm
+
+    generator = TextGenerator(ENGINES[engine_name](model_dir, device), load_tokenizer(model_dir))
+    engine, tokenizer = generator.engine, generator.tokenizer
+    prompts = [generator.encode(task.prompt(str(row[task.input_column]), tokenizer.bos_token)) for row in rows]
 
     def run_one(prompt_ids):
         start = time.perf_counter()
@@ -71,8 +69,6 @@ def measure(engine_name, model_dir, rows, task, max_new_tokens, device):
             tokens.append(token)
         return stamps, tokens
 
-    from tqdm import tqdm
-
     run_one(prompts[0])  # warm-up: first-call allocations and graph optimisation
     first_token, decode_rates, latencies, correct = [], [], [], 0
     timed = tqdm(zip(rows, prompts, strict=True), total=len(rows), desc=engine.name, unit="prompt", file=sys.stderr)
@@ -81,7 +77,7 @@ def measure(engine_name, model_dir, rows, task, max_new_tokens, device):
         first_token.append(stamps[0])
         latencies.append(stamps[-1])
         decode_rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
-        answer_ids = tokens[: next((i for i, t in enumerate(tokens) if t in eos_ids), len(tokens))]
+        answer_ids = tokens[: next((i for i, t in enumerate(tokens) if t in generator.eos_ids), len(tokens))]
         answer = tokenizer.decode(answer_ids).strip().split("\n")[0]
         correct += normalise_label(answer) == normalise_label(str(row[task.output_column]))
     return {

@@ -83,9 +83,10 @@ class Prompter:
         while self.history and self.tokens_over(prompt):
             del self.history[:2]  # one user turn and its answer
             prompt = self.prompt_for(text, self.history)
-        if self.tokens_over(prompt):
+        overflow = self.tokens_over(prompt)
+        if overflow:
             raise TaskError(
-                f"the input is {self.tokens_over(prompt)} tokens too long for the model's context of "
+                f"the input is {overflow} tokens too long for the model's context of "
                 f"{self.generator.engine.context_length} tokens with {self.max_new_tokens} new tokens; "
                 "shorten it or lower --max-new-tokens"
             )
