@@ -53,7 +53,7 @@ class TorchEngine:
 
         self._torch = torch
         self.device = device
-        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32).to(device)
+        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).to(device)
         self.model.eval()
         self.context_length = self.model.config.max_position_embeddings
         eos = self.model.generation_config.eos_token_id
