@@ -1,35 +1,42 @@
-"""Jinja extensions for the template.
+"""Jinja filters for the template; the logic behind them is template_logic.py.
 
-- `to_json`: render data as JSON, keeping key order. Jinja's own `tojson` sorts keys
-  (which would reorder Olive passes, and Olive runs them in key order) and HTML-escapes
-  `<`, `>` and `'` (which garbles chat markers such as `<|user|>`); cookiecutter's
-  `jsonify` sorts keys too.
-- `pip_requirements`: the pinned pip packages the answers need, in install order (torch
-  first): one list for setup/requirements.txt and setup/conda.yaml.
+- `to_json` / `to_yaml`: render data keeping key order. Jinja's own `tojson` sorts keys (which
+  would reorder Olive passes, and Olive runs them in key order) and HTML-escapes `<`, `>` and
+  `'` (which garbles chat markers such as `<|user|>`); cookiecutter's `jsonify` sorts keys too.
+- `resolved`: the answers as the project uses them (template_logic.resolve).
+- `olive_config`: the Olive workflow built from the answers (template_logic.olive_config).
+- `pip_requirements`: the pinned pip list for the answers; `pip_requirements(False)` leaves out
+  the project's own test tools (for the Azure ML job's image).
 """
 
 import json
 
+import yaml
 from jinja2.ext import Extension
+
+import template_logic
 
 
 def to_json(value, indent=2):
     return json.dumps(value, indent=indent, ensure_ascii=False)
 
 
-def pip_requirements(cookiecutter):
-    stack = cookiecutter["_stack"]
-    azureml = stack["azureml"] if cookiecutter["compute"] == "azureml" else []
-    return [stack["torch"], *stack["common"], *stack[cookiecutter["device"]], *azureml]
+def to_yaml(value):
+    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=120)
 
 
-class PrettyJsonExtension(Extension):
+def pip_requirements(cookiecutter, with_tools=True):
+    extras = [extra for extra in template_logic.project_extras(cookiecutter) if with_tools or extra != "tools"]
+    return template_logic.pip_requirements(cookiecutter["device"], extras)
+
+
+class TemplateFilters(Extension):
     def __init__(self, environment):
         super().__init__(environment)
-        environment.filters["to_json"] = to_json
-
-
-class StackExtension(Extension):
-    def __init__(self, environment):
-        super().__init__(environment)
-        environment.filters["pip_requirements"] = pip_requirements
+        environment.filters.update(
+            to_json=to_json,
+            to_yaml=to_yaml,
+            resolved=template_logic.resolve,
+            olive_config=template_logic.olive_config,
+            pip_requirements=pip_requirements,
+        )

@@ -7,6 +7,7 @@ code the hook ran.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,38 +15,31 @@ from pathlib import Path
 
 # The answers arrive as data: a JSON string literal, decoded here, never pasted into code.
 ANSWERS = json.loads({{cookiecutter | to_json | to_json}})
+sys.path.insert(0, ANSWERS["_repo_dir"])
+
+import template_logic  # noqa: E402
 
 PROJECT = Path.cwd()
-VENV_PYTHON = Path(".venv/bin/python")
-
-
-AZUREML_FILES = ("fine-tuning/azureml", ".azureml", ".amlignore")
+# where setup/install.py puts the project's interpreter
+VENV_PYTHON = Path(".venv/Scripts/python.exe" if os.name == "nt" else ".venv/bin/python")
 
 
 def remove_unneeded_files(answers):
-    if answers["local_model_path"].strip():
-        # the project trains from the user's own folder; nothing will ever be cached here
-        shutil.rmtree("model-cache")
-    if answers["compute"] != "azureml":
-        for name in AZUREML_FILES:
-            path = Path(name)
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-
-
-SAMPLE_COLUMNS = ("phrase", "tone")
-SAMPLE_FILES = ("datasets/train.json", "datasets/eval.json")
+    for name in template_logic.unneeded_files(answers):
+        path = Path(name)
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def rename_sample_columns(answers):
-    """The sample data ships as phrase/tone; give it the column names the user chose."""
+    """The sample data ships as phrase/tone; give it the column names of the user's template."""
     columns = (answers["input_column"], answers["output_column"])
-    if columns == SAMPLE_COLUMNS:
+    if answers["data_format"] != "columns" or columns == template_logic.SAMPLE_COLUMNS:
         return
-    renames = dict(zip(SAMPLE_COLUMNS, columns, strict=True))
-    for name in SAMPLE_FILES:
+    renames = dict(zip(template_logic.SAMPLE_COLUMNS, columns, strict=True))
+    for name in template_logic.DATA_FILES["columns"]:
         path = Path(name)
         rows = json.loads(path.read_text(encoding="utf-8"))
         rows = [{renames[key]: value for key, value in row.items()} for row in rows]
@@ -72,10 +66,10 @@ def install_dependencies(answers):
 
 
 def download_model(answers):
-    if answers["download_model"] != "yes" or answers["local_model_path"].strip():
+    if answers["download_model"] != "yes" or answers["local_model_path"]:
         return
     python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
-    shown = ".venv/bin/python" if python == VENV_PYTHON else "python"
+    shown = str(VENV_PYTHON) if python == VENV_PYTHON else "python"
     run_step(
         f"Getting the base model {answers['base_model']}",
         [str(python), "setup/get_model.py"],
@@ -88,11 +82,12 @@ def print_next_steps(answers):
 
 
 def main():
-    remove_unneeded_files(ANSWERS)
-    rename_sample_columns(ANSWERS)
-    install_dependencies(ANSWERS)
-    download_model(ANSWERS)
-    print_next_steps(ANSWERS)
+    answers = template_logic.resolve(ANSWERS)
+    remove_unneeded_files(answers)
+    rename_sample_columns(answers)
+    install_dependencies(answers)
+    download_model(answers)
+    print_next_steps(answers)
     return 0
 
 

@@ -1,3 +1,4 @@
+import importlib
 import importlib.util
 import json
 import os
@@ -18,14 +19,7 @@ DEMO_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 sys.path.insert(0, str(TEMPLATE))
 
 # valid answers for compute=azureml (nothing here ever contacts Azure)
-AZUREML_ANSWERS = {
-    "compute": "azureml",
-    "device": "cuda",
-    "azure_subscription_id": "00000000-1111-2222-3333-444444444444",
-    "azure_resource_group": "rg-finetune",
-    "azure_workspace": "ws-finetune",
-    "azure_compute": "gpu-a100",
-}
+AZUREML_ANSWERS = {"compute": "azureml", "device": "cuda"}
 
 # Tool caches (ruff run from the top level, pytest run inside the template) are binary
 # files that cookiecutter would try to render into every project: clear them first.
@@ -53,21 +47,33 @@ class BakedProject:
     def read_json(self, relative):
         return json.loads((self.path / relative).read_text(encoding="utf-8"))
 
-    def module(self, relative):
-        """Import one of the project's Python files (for testing its functions in-process)."""
+    def module(self, name):
+        """Import one of the project's slm modules from this project (for testing its functions in-process)."""
+        for loaded in [key for key in sys.modules if key == "slm" or key.startswith("slm.")]:
+            del sys.modules[loaded]  # another baked project's package may be loaded
+        sys.path.insert(0, str(self.path))
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.path.remove(str(self.path))
+
+    def script(self, relative):
+        """Import a stand-alone script of the project by its path (setup/install.py runs before slm is installed)."""
         spec = importlib.util.spec_from_file_location(Path(relative).stem + "_under_test", self.path / relative)
         module = importlib.util.module_from_spec(spec)
-        sys.path.insert(0, str((self.path / relative).parent))
-        try:
-            spec.loader.exec_module(module)
-        finally:
-            sys.path.pop(0)
+        spec.loader.exec_module(module)
         return module
 
+    def check_config(self, config=None):
+        """The strict Olive check, in-process, on the rendered config (or the given one)."""
+        config = config if config is not None else self.read_json("fine-tuning/olive-config.json")
+        return self.module("slm.olive_check").check_config(config, root=self.path)
+
     def run(self, *args, timeout=1800, env=None, stdin=""):
-        """Run a command in the project folder with this Python; returns CompletedProcess."""
+        """Run a command in the project folder with this Python, the project's package importable
+        as setup/install.py makes it in .venv; returns CompletedProcess."""
         command = [sys.executable, *args]
-        merged = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", **(env or {})}
+        merged = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(self.path), **(env or {})}
         return subprocess.run(
             command, cwd=self.path, input=stdin, capture_output=True, text=True, timeout=timeout, env=merged
         )

@@ -11,14 +11,23 @@ COMMON_FILES = {
     ".gitignore",
     "README.md",
     "datasets/README.md",
-    "datasets/train.json",
-    "datasets/eval.json",
     "fine-tuning/olive-config.json",
     "fine-tuning/check_config.py",
     "inferences/infer.py",
     "inferences/benchmark.py",
-    "inferences/generators.py",
-    "inferences/task.py",
+    "slm/__init__.py",
+    "slm/benchmark.py",
+    "slm/data.py",
+    "slm/engines.py",
+    "slm/errors.py",
+    "slm/infer.py",
+    "slm/metrics.py",
+    "slm/model_source.py",
+    "slm/olive_check.py",
+    "slm/olive_data.py",
+    "slm/prepare.py",
+    "slm/project.py",
+    "slm/prompts.py",
     "gen-model/.gitkeep",
     "setup/requirements.txt",
     "setup/conda.yaml",
@@ -34,7 +43,12 @@ COMMON_FILES = {
     "pyproject.toml",
     "tests/test_project.py",
 }
+DATA_FILES = {
+    "columns": {"datasets/train.json", "datasets/eval.json"},
+    "messages": {"datasets/train.jsonl", "datasets/eval.jsonl"},
+}
 AZUREML_FILES = {
+    "slm/azureml.py",
     "fine-tuning/azureml/job.yml",
     "fine-tuning/azureml/submit.py",
     "fine-tuning/azureml/run_in_job.py",
@@ -42,80 +56,76 @@ AZUREML_FILES = {
     ".amlignore",
 }
 
-# Named combinations; together they cover every value of every choice.
+# Named combinations, as cookiecutter-django's SUPPORTED_COMBINATIONS: together they cover every
+# value of every choice; each is rendered, linted and self-tested (test_supported_combination_checks_itself).
 COMBINATIONS = [
     pytest.param({}, id="default"),
+    pytest.param({"finetune_method": "qlora", "precision": "fp32", "olive_telemetry": "yes"}, id="qlora"),
+    pytest.param({"base_model": "microsoft/Phi-3.5-mini-instruct", "device": "cuda", "precision": "fp16"}, id="cuda"),
     pytest.param(
-        {
-            "base_model": "microsoft/Phi-3-mini-128k-instruct",
-            "finetune_method": "qlora",
-            "device": "cuda",
-            "precision": "fp16",
-            **AZUREML_ANSWERS,
-            "base_model_source": "azureml_registry",
-            "azureml_registry_version": "7",
-        },
-        id="phi3-128k-qlora-cuda-fp16-azureml-registry",
+        {"base_model": "microsoft/Phi-4-mini-instruct", "finetune_method": "qlora", **AZUREML_ANSWERS}, id="azureml"
     ),
-    pytest.param(
-        {
-            "base_model": "microsoft/Phi-3.5-mini-instruct",
-            "finetune_method": "lora",
-            "device": "cuda",
-            "precision": "int4",
-        },
-        id="phi35-lora-cuda-int4",
-    ),
-    pytest.param(
-        {
-            "base_model": "microsoft/Phi-4-mini-instruct",
-            "finetune_method": "qlora",
-            "device": "cpu",
-            "precision": "fp32",
-            "olive_telemetry": "yes",
-        },
-        id="phi4-qlora-cpu-fp32-telemetry",
-    ),
-    pytest.param(
-        {"base_model": DEMO_MODEL, "finetune_method": "lora", "precision": "int4"}, id="smollm2-lora-cpu-int4"
-    ),
-    pytest.param(
-        {"base_model": DEMO_MODEL, "finetune_method": "qlora", "device": "cuda", "precision": "fp32"},
-        id="smollm2-qlora-cuda-fp32",
-    ),
+    pytest.param({"base_model": DEMO_MODEL, "data_format": "messages"}, id="messages"),
+    pytest.param({"base_model": "microsoft/Phi-3-mini-128k-instruct", "local_model_path": "PHI3"}, id="local-model"),
 ]
+
+
+@pytest.fixture
+def bake_combination(bake, tmp_path):
+    """Bake named answers; "PHI3" stands for a local Phi-3 model folder made on the spot."""
+
+    def _bake(answers):
+        if answers.get("local_model_path") == "PHI3":
+            folder = tmp_path / "my-phi3"
+            folder.mkdir()
+            (folder / "config.json").write_text(json.dumps({"architectures": ["Phi3ForCausalLM"]}))
+            answers = {**answers, "local_model_path": str(folder)}
+        return bake(**answers), {**DEFAULTS, **answers}
+
+    return _bake
+
+
+DEFAULTS = {name: (value[0] if isinstance(value, list) else value) for name, value in CONTEXT.items()}
 
 
 def test_combinations_cover_every_choice():
     for name, choices in CONTEXT.items():
-        if (
-            isinstance(choices, list)
-            and not name.startswith("_")
-            and name not in ("download_model", "install_dependencies")
-        ):
+        if isinstance(choices, list) and not name.startswith("_") and name != "install_dependencies":
             covered = {combo.values[0].get(name, choices[0]) for combo in COMBINATIONS}
             assert covered == set(choices), name
 
 
 @pytest.mark.parametrize("answers", COMBINATIONS)
-def test_exact_file_set(bake, answers):
-    azureml = AZUREML_FILES if answers.get("compute") == "azureml" else set()
-    assert bake(**answers).files() == COMMON_FILES | {"model-cache/.gitkeep"} | azureml
+def test_exact_file_set(bake_combination, answers):
+    project, context = bake_combination(answers)
+    expected = COMMON_FILES | DATA_FILES[context["data_format"]]
+    expected |= AZUREML_FILES if context["compute"] == "azureml" else set()
+    expected |= set() if context["local_model_path"] else {"model-cache/.gitkeep"}
+    assert project.files() == expected
 
 
-def test_local_model_path_drops_model_cache(bake, tmp_path):
+@pytest.mark.parametrize("answers", COMBINATIONS)
+def test_supported_combination_checks_itself(bake_combination, answers):
+    """ruff and the project's own tests on every named combination."""
+    project, _ = bake_combination(answers)
+    lint = project.run("-m", "ruff", "check", "--no-cache", ".")
+    assert lint.returncode == 0, lint.stdout[-3000:]
+    own_tests = project.run("-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert own_tests.returncode == 0, own_tests.stdout[-3000:]
+
+
+def test_local_model_path_is_the_model_folder(bake, tmp_path):
     model = tmp_path / "my-model"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"architectures": ["Phi3ForCausalLM"]}))
     project = bake(local_model_path=str(model))
-    assert project.files() == COMMON_FILES
     assert project.read_json("fine-tuning/olive-config.json")["input_model"]["model_path"] == str(model)
     assert project.read_json("setup/model.json")["source"] == "local"
 
 
 @pytest.mark.parametrize("answers", COMBINATIONS)
-def test_no_leftover_jinja_and_everything_parses(bake, answers):
-    project = bake(**answers)
+def test_no_leftover_jinja_and_everything_parses(bake_combination, answers):
+    project, _ = bake_combination(answers)
     for path in project.path.rglob("*"):
         if path.is_file():
             text = path.read_text(encoding="utf-8")
@@ -128,38 +138,37 @@ def test_no_leftover_jinja_and_everything_parses(bake, answers):
 
 
 @pytest.mark.parametrize("answers", COMBINATIONS)
-def test_config_is_strictly_valid_for_pinned_olive(bake, answers):
-    project = bake(**answers)
-    checker = project.module("fine-tuning/check_config.py")
-    config = project.read_json("fine-tuning/olive-config.json")
-    checker.check_config(config)  # raises on anything Olive would ignore or prune
+def test_config_is_strictly_valid_for_pinned_olive(bake_combination, answers):
+    project, _ = bake_combination(answers)
+    project.check_config()  # raises on anything Olive would ignore or prune
 
 
 @pytest.mark.parametrize("answers", COMBINATIONS)
-def test_config_reflects_answers(bake, answers):
-    project = bake(**answers)
-    context = {**{k: (v[0] if isinstance(v, list) else v) for k, v in CONTEXT.items()}, **answers}
+def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
+    project, context = bake_combination(answers)
+    model = CONTEXT["_models"][context["base_model"]]
     config = project.read_json("fine-tuning/olive-config.json")
     finetune = config["passes"]["finetune"]
-    architecture = CONTEXT["_models"][context["base_model"]]["architecture"]
     assert list(config["passes"]) == ["finetune", "merge", "builder"]
     assert finetune["type"] == {"lora": "LoRA", "qlora": "QLoRA"}[context["finetune_method"]]
-    assert finetune["config"]["target_modules"] == CONTEXT["_target_modules"][architecture]
-    assert finetune["config"]["r"] == int(context["lora_r"])
-    assert finetune["config"]["training_args"]["max_steps"] == int(context["max_steps"])
+    assert finetune["config"]["target_modules"] == CONTEXT["_target_modules"][model["architecture"]]
+    # the training settings are the chosen model's row of the table
+    training = model["training"]
+    args = finetune["config"]["training_args"]
+    assert finetune["config"]["r"] == int(training["lora_r"])
+    assert finetune["config"]["alpha"] == float(training["lora_alpha"])
+    assert args["max_steps"] == int(training["max_steps"])
+    assert args["learning_rate"] == float(training["learning_rate"])
+    assert args["per_device_train_batch_size"] == int(training["batch_size"])
+    pre_process = config["data_configs"][0]["pre_process_data_config"]
+    assert pre_process["max_seq_len"] == int(training["max_seq_len"])
+    assert pre_process["answer_only"] is True and pre_process["data_format"] == context["data_format"]
     assert config["passes"]["builder"]["config"]["precision"] == context["precision"]
     provider = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[context["device"]]
     assert config["systems"]["local_system"]["accelerators"][0]["execution_providers"] == [provider]
     assert config["input_model"]["type"] == "HfModel"
-    if context["base_model_source"] == "azureml_registry":
-        assert config["input_model"]["model_path"] == {
-            "type": "azureml_registry_model",
-            "registry_name": context["azureml_registry_name"],
-            "name": context["base_model"].split("/")[1],
-            "version": context["azureml_registry_version"],
-        }
-    else:
-        assert config["input_model"]["model_path"] == "model-cache/" + context["base_model"].split("/")[1]
+    expected_model = context["local_model_path"] or "model-cache/" + context["base_model"].split("/")[1]
+    assert config["input_model"]["model_path"] == expected_model
     for path in (
         config["cache_dir"],
         config["output_dir"],
@@ -170,26 +179,40 @@ def test_config_reflects_answers(bake, answers):
     assert ("onnxruntime-genai-cuda==" in requirements) == (context["device"] == "cuda")
 
 
+def test_every_model_has_training_defaults_in_range():
+    import template_logic
+
+    for name, model in CONTEXT["_models"].items():
+        for knob, (kind, lowest, highest) in template_logic.KNOBS.items():
+            assert lowest <= kind(model["training"][knob]) <= highest, (name, knob)
+
+
+def test_training_settings_can_be_overridden_without_prompts(bake):
+    project = bake(base_model=DEMO_MODEL, __learning_rate="0.0005", __max_steps="40")
+    args = project.read_json("fine-tuning/olive-config.json")["passes"]["finetune"]["config"]["training_args"]
+    assert args["learning_rate"] == 0.0005 and args["max_steps"] == 40
+
+
 def test_strict_check_rejects_what_olive_would_silently_drop(bake):
     project = bake()
-    checker = project.module("fine-tuning/check_config.py")
+    checker = project.module("slm.olive_check")
     config = project.read_json("fine-tuning/olive-config.json")
     bad_pass_key = json.loads(json.dumps(config))
     bad_pass_key["passes"]["finetune"]["config"]["lora_r"] = 64
     with pytest.raises(checker.ConfigError, match="lora_r"):
-        checker.check_config(bad_pass_key)
+        checker.check_config(bad_pass_key, root=project.path)
     bad_training_arg = json.loads(json.dumps(config))
     bad_training_arg["passes"]["finetune"]["config"]["training_args"]["evaluation_strategy"] = "steps"
     with pytest.raises(checker.ConfigError, match="evaluation_strategy"):
-        checker.check_config(bad_training_arg)
+        checker.check_config(bad_training_arg, root=project.path)
     pruned = json.loads(json.dumps(config))
     pruned["passes"]["builder"]["config"]["precision"] = "fp16"
     with pytest.raises(checker.ConfigError, match="ModelBuilder rejects"):
-        checker.check_config(pruned)
+        checker.check_config(pruned, root=project.path)
     bad_pre_process = json.loads(json.dumps(config))
     bad_pre_process["data_configs"][0]["pre_process_data_config"]["source_max_len"] = 2048
     with pytest.raises(checker.ConfigError, match="source_max_len"):
-        checker.check_config(bad_pre_process)
+        checker.check_config(bad_pre_process, root=project.path)
 
 
 def test_strict_check_command_line(bake):
@@ -213,7 +236,7 @@ def test_hostile_answers_render_valid_files_and_run_no_code(bake, tmp_path, monk
     yaml.safe_load((project.path / "setup/conda.yaml").read_text(encoding="utf-8"))
     assert HOSTILE_NAME.splitlines()[0] in (project.path / "README.md").read_text(encoding="utf-8")
     assert not list(tmp_path.rglob("PWNED")) and not list(project.path.rglob("PWNED"))
-    project.module("fine-tuning/check_config.py").check_config(config)
+    project.check_config(config)
 
 
 def test_slug_is_derived_and_path_safe(bake):
@@ -228,8 +251,10 @@ def test_sample_dataset_has_an_eval_split_with_no_overlap(bake):
     assert {row["tone"] for row in train} == {row["tone"] for row in held_out} == {"joy", "sadness", "fear", "surprise"}
 
 
-def test_dataset_columns_follow_answers(bake):
-    project = bake(input_column="sentence", output_column="label", text_template="Sentence: {sentence}\nLabel: {label}")
+def test_dataset_columns_follow_the_template(bake):
+    project = bake(text_template="Sentence: {sentence}\\nLabel: {label}")
+    template = project.read_json("fine-tuning/olive-config.json")["data_configs"][0]["pre_process_data_config"]
+    assert template["text_template"] == "Sentence: {sentence}\nLabel: {label}"  # \\n typed at the prompt is a newline
     rows = project.read_json("datasets/train.json") + project.read_json("datasets/eval.json")
     assert all(set(row) == {"sentence", "label"} for row in rows)
 
@@ -248,4 +273,4 @@ def test_every_combination_renders_a_config_olive_accepts_or_is_refused(cookies,
         return
     assert result.exception is None, result.exception
     project = BakedProject(result)
-    project.module("fine-tuning/check_config.py").check_config(project.read_json("fine-tuning/olive-config.json"))
+    project.check_config()

@@ -23,25 +23,20 @@ def _model_folder(tmp_path, architecture):
 BAD_ANSWERS = [
     pytest.param({"project_slug": "Bad Slug"}, "project_slug 'Bad Slug'", id="slug-space"),
     pytest.param({"project_slug": "-x"}, "project_slug '-x'", id="slug-dash"),
-    pytest.param({"lora_r": "abc"}, "lora_r='abc' is not an integer", id="r-text"),
-    pytest.param({"lora_r": "0"}, "lora_r=0 is out of range", id="r-zero"),
-    pytest.param({"lora_alpha": "-1"}, "lora_alpha=-1 is out of range", id="alpha-negative"),
-    pytest.param({"max_steps": "1.5"}, "max_steps='1.5' is not an integer", id="steps-float"),
-    pytest.param({"learning_rate": "fast"}, "learning_rate='fast' is not a number", id="lr-text"),
-    pytest.param({"learning_rate": "2"}, "learning_rate=2 is out of range", id="lr-high"),
-    pytest.param({"max_seq_len": "8"}, "max_seq_len=8 is out of range", id="seq-short"),
-    pytest.param({"batch_size": "0"}, "batch_size=0 is out of range", id="batch-zero"),
-    pytest.param({"text_template": "Text: {phrase}"}, "must contain the placeholder {tone}", id="template-no-output"),
-    pytest.param(
-        {"text_template": "{tone} is the tone"}, "must contain the placeholder {phrase}", id="template-no-input"
-    ),
-    pytest.param(
-        {"text_template": "{phrase} {lang} {tone}"}, "only {phrase} and {tone} are allowed", id="template-extra"
-    ),
-    pytest.param({"text_template": "{tone}: {phrase}"}, "must end with the answer", id="template-order"),
+    pytest.param({"__lora_r": "abc"}, "lora_r='abc' is not an integer", id="r-text"),
+    pytest.param({"__lora_r": "0"}, "lora_r=0 is out of range", id="r-zero"),
+    pytest.param({"__lora_alpha": "-1"}, "lora_alpha=-1 is out of range", id="alpha-negative"),
+    pytest.param({"__max_steps": "1.5"}, "max_steps='1.5' is not an integer", id="steps-float"),
+    pytest.param({"__learning_rate": "fast"}, "learning_rate='fast' is not a number", id="lr-text"),
+    pytest.param({"__learning_rate": "2"}, "learning_rate=2 is out of range", id="lr-high"),
+    pytest.param({"__max_seq_len": "8"}, "max_seq_len=8 is out of range", id="seq-short"),
+    pytest.param({"__batch_size": "0"}, "batch_size=0 is out of range", id="batch-zero"),
+    pytest.param({"text_template": "Text: {phrase}"}, "must contain two placeholders", id="template-one-column"),
+    pytest.param({"text_template": "no placeholders"}, "must contain two placeholders", id="template-none"),
+    pytest.param({"text_template": "{phrase} {lang} {tone}"}, "only {phrase} and {tone} are", id="template-extra"),
+    pytest.param({"text_template": "{tone}: {phrase} {tone}"}, "exactly once", id="template-answer-twice"),
     pytest.param({"text_template": "{phrase} {tone"}, "text_template is not a valid template", id="template-brace"),
-    pytest.param({"output_column": "phrase", "text_template": "{phrase}"}, "must be different", id="same-columns"),
-    pytest.param({"input_column": "a{b}"}, "input_column='a{b}' must be a column name", id="column-braces"),
+    pytest.param({"text_template": "{a{b}} {tone}"}, "text_template", id="template-nested-braces"),
     pytest.param({"device": "cpu", "precision": "fp16"}, "precision=fp16 needs device=cuda", id="fp16-cpu"),
     pytest.param({"local_model_path": "relative/model"}, "must be an absolute path", id="local-relative"),
     pytest.param({"local_model_path": "/nonexistent/model"}, "has no config.json", id="local-missing"),
@@ -94,7 +89,7 @@ def test_failed_install_keeps_project_and_prints_retry(cookies, capfd, monkeypat
 
 def test_install_commands_put_torch_first(bake, monkeypatch):
     project = bake()
-    install = project.module("setup/install.py")
+    install = project.script("setup/install.py")
     monkeypatch.chdir(project.path)
     monkeypatch.setenv("TORCH_INDEX_URL", "https://example.invalid/cpu")
     torch_command, requirements_command = install.install_commands("py")
@@ -129,7 +124,7 @@ def test_get_model_downloads_into_model_cache(bake, monkeypatch):
     import huggingface_hub
 
     project = bake()
-    get_model = project.module("setup/get_model.py")
+    get_model = project.module("slm.model_source")
     monkeypatch.chdir(project.path)
     hub = FakeHub()
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
@@ -144,7 +139,7 @@ def test_interrupted_sharded_download_is_resumed_not_trusted(bake, monkeypatch):
     import huggingface_hub
 
     project = bake()
-    get_model = project.module("setup/get_model.py")
+    get_model = project.module("slm.model_source")
     monkeypatch.chdir(project.path)
     # what an interrupted download of a two-shard model leaves: config, index, first shard
     partial = Path("model-cache/Phi-3-mini-4k-instruct")
@@ -168,7 +163,7 @@ def test_gated_model_error_says_what_to_do(bake, monkeypatch, capsys):
     from huggingface_hub.errors import GatedRepoError
 
     project = bake(base_model="microsoft/Phi-4-mini-instruct")
-    get_model = project.module("setup/get_model.py")
+    get_model = project.module("slm.model_source")
     monkeypatch.chdir(project.path)
     response = SimpleNamespace(headers={}, request=None, status_code=403)  # what the hub answers for a gated repo
     monkeypatch.setattr(huggingface_hub, "snapshot_download", FakeHub(GatedRepoError("403 gated", response=response)))

@@ -32,18 +32,25 @@ def test_eval_file_with_missing_column_is_refused(bake):
     (project.path / "bad.json").write_text(json.dumps([{"phrase": "fine"}, {"text": "no phrase here", "tone": "joy"}]))
     result = project.run("inferences/infer.py", "--eval", "bad.json")
     assert result.returncode == 1
-    assert "ERROR: bad.json: row 1 has no value in column 'tone'" in result.stderr
+    assert "ERROR: bad.json: row 1: column 'tone' is missing" in result.stderr
+    assert "ERROR: bad.json: row 2: column 'phrase' is missing" in result.stderr  # every bad row, not just the first
 
 
 def test_benchmark_without_model_says_run_olive_first(bake):
     result = bake().run("inferences/benchmark.py", "--prompts", "2")
     assert result.returncode == 1
-    assert "ERROR: no ONNX model in gen-model/model" in result.stderr
+    assert "ERROR: no complete ONNX model in gen-model/model" in result.stderr
 
 
 def test_help_works_for_every_script(bake):
     project = bake()
-    for script in ("inferences/infer.py", "inferences/benchmark.py", "fine-tuning/check_config.py"):
+    for script in (
+        "inferences/infer.py",
+        "inferences/benchmark.py",
+        "fine-tuning/check_config.py",
+        "datasets/prepare.py",
+        "setup/get_model.py",
+    ):
         assert project.run(script, "--help").returncode == 0, script
 
 
@@ -52,6 +59,7 @@ def test_benchmark_with_deleted_olive_cache_says_what_to_do(bake):
     model_dir = project.path / "gen-model/model"
     model_dir.mkdir()
     (model_dir / "genai_config.json").write_text("{}")
+    (model_dir / "model.onnx").write_bytes(b"")
     # the footprint still names the merged model, but its cache folder is gone
     merged = {"from_pass": "mergeadapterweights", "model_config_data": {"config": {"model_path": "gen-model/gone"}}}
     (model_dir / "footprint.json").write_text(json.dumps({"node": merged}))

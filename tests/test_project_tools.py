@@ -26,7 +26,10 @@ def test_vscode_workspace_parses_and_points_at_real_files(bake, telemetry):
     tasks = project.read_json(".vscode/tasks.json")
     launch = project.read_json(".vscode/launch.json")
     project.read_json(".vscode/extensions.json")
-    assert project.read_json(".vscode/settings.json")["python.defaultInterpreterPath"].endswith(".venv/bin/python")
+    project.read_json(".vscode/settings.json")
+    for task in tasks["tasks"][1:]:  # after step 1 every task runs .venv's python, on every OS
+        assert task["command"].endswith(".venv/bin/python"), task
+        assert task["windows"]["command"].endswith(".venv\\Scripts\\python.exe"), task
     referenced = _referenced_files(tasks) + _referenced_files(launch)
     assert {
         "setup/install.py",
@@ -45,9 +48,9 @@ def test_vscode_workspace_parses_and_points_at_real_files(bake, telemetry):
 
 
 def test_answers_are_recorded_for_replay(bake):
-    project = bake(lora_r="8", finetune_method="qlora")
+    project = bake(__lora_r="8", finetune_method="qlora")
     answers = project.read_json(".cookiecutter.json")["cookiecutter"]
-    assert answers["lora_r"] == "8" and answers["finetune_method"] == "qlora"
+    assert answers["__lora_r"] == "8" and answers["finetune_method"] == "qlora"
     assert not [key for key in answers if key.startswith("_") and not key.startswith("__")]
 
 
@@ -55,9 +58,9 @@ def test_replay_file_renders_the_same_project(bake, tmp_path):
     from conftest import TEMPLATE
     from cookiecutter.main import cookiecutter
 
-    project = bake(lora_r="8", project_slug="replayed")
+    project = bake(__lora_r="8", project_slug="replayed", data_format="messages")
     cookiecutter(str(TEMPLATE), replay=str(project.path / ".cookiecutter.json"), output_dir=str(tmp_path))
-    for name in ("fine-tuning/olive-config.json", "setup/requirements.txt", ".vscode/tasks.json"):
+    for name in ("fine-tuning/olive-config.json", "setup/requirements.txt", ".vscode/tasks.json", "README.md"):
         assert (project.path / name).read_text() == (tmp_path / "replayed" / name).read_text(), name
 
 
@@ -95,7 +98,7 @@ def test_prepare_reports_duplicates(bake):
     _write(project.path / "dup.json", "json", ROWS + [ROWS[3]])
     result = project.run("datasets/prepare.py", "dup.json")
     assert result.returncode == 0
-    assert "duplicate: row 21 repeats row 4 ('phrase')" in result.stdout
+    assert "duplicate: row 21 repeats row 4; both kept" in result.stdout
 
 
 BAD_INPUTS = [
@@ -132,7 +135,7 @@ BAD_INPUTS = [
     pytest.param(
         "broken.jsonl",
         '{"phrase": "ok", "tone": "joy"}\n{"phrase": \n',
-        "broken.jsonl: row 2: not valid JSON",
+        "broken.jsonl: line 2: not valid JSON",
         id="broken-jsonl",
     ),
 ]
@@ -152,21 +155,80 @@ def test_prepare_rejects_bad_input_and_writes_nothing(bake, name, content, messa
     assert not list((project.path / "datasets").glob(".*.json.*"))  # no staged leftovers
 
 
-def test_prepared_data_trains_with_the_rendered_config(bake):
+def test_prepared_data_passes_the_checks_training_and_eval_use(bake):
     project = bake()
     _write(project.path / "mine.csv", "csv", ROWS)
     assert project.run("datasets/prepare.py", "mine.csv").returncode == 0
-    checker = project.module("fine-tuning/check_config.py")
-    checker.check_config(project.read_json("fine-tuning/olive-config.json"))
-    from olive.data.config import DataConfig
-
-    data_config = DataConfig(**project.read_json("fine-tuning/olive-config.json")["data_configs"][0])
-    assert data_config.load_dataset_config.params["data_files"] == "datasets/train.json"
+    project.check_config()
+    data = project.module("slm.data")
+    task = project.module("slm.project").Project.load(project.path / "fine-tuning/olive-config.json").task
+    assert len(data.load_rows(project.path / "datasets/train.json", task)) == 16
 
 
-def test_generated_project_checks_itself(bake):
+SYSTEM = "Classify the tone."
+
+
+def _conversation(user, answer, system=SYSTEM):
+    turns = [{"role": "system", "content": system}] if system else []
+    return {"messages": [*turns, {"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
+
+
+CHATS = [_conversation(f"sentence number {i} about something", ["joy", "fear"][i % 2]) for i in range(20)]
+BAD_CHAT_LINES = [
+    ('{"messages": [', "line 1: not valid JSON"),
+    ('{"text": "hello"}', "line 2: no 'messages' list"),
+    ('{"messages": [{"role": "bot", "content": "hi"}, {"role": "assistant", "content": "joy"}]}', "unknown role 'bot'"),
+    ('{"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "joy"}]}', "content is empty"),
+    ('{"messages": [{"role": "user", "content": 7}, {"role": "assistant", "content": "joy"}]}', "must be a string"),
+    ('{"messages": [{"role": "user", "content": "hi"}]}', "no assistant turn"),
+    (
+        '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, '
+        '{"role": "user", "content": "c"}]}',
+        "the last turn must be the assistant's answer",
+    ),
+]
+
+
+def test_prepare_chat_jsonl_reports_every_bad_line_and_writes_nothing(bake):
+    project = bake(data_format="messages")
+    source = project.path / "chats.jsonl"
+    good = [json.dumps(row) for row in CHATS[:3]]
+    source.write_text("\n".join([good[0], *[line for line, _ in BAD_CHAT_LINES], *good[1:]]) + "\n")
+    before = {name: (project.path / name).read_bytes() for name in ("datasets/train.jsonl", "datasets/eval.jsonl")}
+    result = project.run("datasets/prepare.py", "chats.jsonl")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: chats.jsonl: line ")]
+    assert len(errors) == len(BAD_CHAT_LINES), result.stderr
+    for (_, message), number in zip(BAD_CHAT_LINES, range(2, 2 + len(BAD_CHAT_LINES)), strict=True):
+        assert any(f"line {number}:" in error and message in error for error in errors), (message, errors)
+    for name, content in before.items():
+        assert (project.path / name).read_bytes() == content
+
+
+def test_prepare_chat_jsonl_splits_deterministically(bake):
+    project = bake(data_format="messages")
+    (project.path / "chats.jsonl").write_text("".join(json.dumps(row) + "\n" for row in CHATS))
+    first = project.run("datasets/prepare.py", "chats.jsonl", "--seed", "5")
+    assert first.returncode == 0, first.stderr
+    held_out = (project.path / "datasets/eval.jsonl").read_text()
+    again = project.run("datasets/prepare.py", "chats.jsonl", "--seed", "5")
+    assert again.returncode == 0 and (project.path / "datasets/eval.jsonl").read_text() == held_out
+    rows = [json.loads(line) for name in ("train", "eval") for line in (project.path / f"datasets/{name}.jsonl").open()]
+    assert sorted(map(json.dumps, rows)) == sorted(map(json.dumps, CHATS)) and len(held_out.splitlines()) == 4
+
+
+def test_prepare_turns_a_columns_file_into_conversations(bake):
+    project = bake(data_format="messages")
+    _write(project.path / "mine.csv", "csv", ROWS)
+    result = project.run("datasets/prepare.py", "mine.csv", "--to", "messages", "--system-prompt", SYSTEM)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for name in ("train", "eval") for line in (project.path / f"datasets/{name}.jsonl").open()]
+    expected = [_conversation(row["phrase"], row["tone"]) for row in ROWS]
+    assert sorted(map(json.dumps, rows)) == sorted(map(json.dumps, expected))
+
+
+def test_prepare_to_messages_needs_a_chat_project(bake):
     project = bake()
-    own_tests = project.run("-m", "pytest", "-q", "-p", "no:cacheprovider")
-    assert own_tests.returncode == 0, own_tests.stdout[-3000:]
-    lint = project.run("-m", "ruff", "check", ".")
-    assert lint.returncode == 0, lint.stdout[-3000:]
+    _write(project.path / "mine.csv", "csv", ROWS)
+    result = project.run("datasets/prepare.py", "mine.csv", "--to", "messages", "--system-prompt", SYSTEM)
+    assert result.returncode == 1 and "ERROR: --to messages is for chat-format projects" in result.stderr

@@ -1,4 +1,4 @@
-"""Create the project's virtual environment (.venv) and install the pinned stack into it.
+"""Create the project's virtual environment (.venv), install the pinned stack and this project's code into it.
 
 Run from the project root:  python setup/install.py
 
@@ -6,7 +6,9 @@ torch is installed first, on its own, at the tested version: a package that asks
 bare `torch` would otherwise pull whatever build is newest. Set TORCH_INDEX_URL to choose
 where torch comes from (for a small CPU-only build on Linux:
 TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu). Re-running is safe: pip skips
-what is already installed.
+what is already installed. Last, the project's own package (slm/, which the scripts in
+datasets/, fine-tuning/ and inferences/ run) is installed editable, so edits to it take
+effect at once. Uses only the standard library: it runs before anything is installed.
 """
 
 import os
@@ -38,6 +40,7 @@ def install_commands(python, requirements=REQUIREMENTS):
     return [
         torch_command,
         [str(python), "-m", "pip", "install", "-r", str(requirements)],
+        [str(python), "-m", "pip", "install", "--no-deps", "-e", "."],
     ]
 
 
@@ -51,7 +54,8 @@ def main():
             print(f"ERROR: `{' '.join(command)}` failed (see pip's message above).", file=sys.stderr)
             print(f"Retry from the project root: {RETRY}", file=sys.stderr)
             return 1
-    print(f"Installed. Use {venv_python()} (or activate: source {VENV}/bin/activate)")
+    activate = rf"{VENV}\Scripts\activate" if os.name == "nt" else f"source {VENV}/bin/activate"
+    print(f"Installed. Use {venv_python()} (or activate the environment: {activate})")
     return 0
 
 

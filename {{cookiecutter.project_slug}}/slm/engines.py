@@ -2,7 +2,7 @@
 
 Both engines take the same token ids (encoded once by the Hugging Face tokenizer saved
 with the model, exactly as Olive tokenised the training text) and yield token ids one
-at a time, so infer.py and benchmark.py compare like with like.
+at a time, so infer.py, benchmark.py and serve.py compare like with like.
 """
 
 import json
@@ -29,10 +29,14 @@ class OnnxEngine:
         if device == "cuda":
             config.append_provider("cuda")
         self.model = og.Model(config)
-        self.context_length = json.loads((Path(model_dir) / "genai_config.json").read_text())["model"]["context_length"]
+        genai_config = json.loads((Path(model_dir) / "genai_config.json").read_text(encoding="utf-8"))
+        self.context_length = genai_config["model"]["context_length"]
 
-    def generate_ids(self, prompt_ids, max_new_tokens, ignore_eos=False):
+    def generate_ids(self, prompt_ids, max_new_tokens, ignore_eos=False, guidance_regex=None):
         params = self._og.GeneratorParams(self.model)
+        if guidance_regex:
+            # the runtime masks every token that would leave the regex, so the answer always matches it
+            params.set_guidance("regex", guidance_regex)
         max_length = len(prompt_ids) + max_new_tokens
         # ignore_eos: always produce max_new_tokens, so engines are timed on equal work
         min_length = max_length if ignore_eos else 0
@@ -99,12 +103,13 @@ class TextGenerator:
         # the prompt already carries its special tokens, as the training text did
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
-    def stream(self, prompt, max_new_tokens, stop_at_newline=False, result=None):
-        """Yield text pieces; fill `result` (a Generation) with ids and timings."""
+    def stream(self, prompt, max_new_tokens, stop_at_newline=False, result=None, labels=None):
+        """Yield text pieces; fill `result` (a Generation) with ids and timings; `labels`: answer only with one."""
         result = result if result is not None else Generation()
         start = time.perf_counter()
         emitted = ""
-        for token in self.engine.generate_ids(self.encode(prompt), max_new_tokens):
+        extra = {"guidance_regex": label_regex(labels)} if labels else {}
+        for token in self.engine.generate_ids(self.encode(prompt), max_new_tokens, **extra):
             if not result.token_ids:
                 result.first_token_seconds = time.perf_counter() - start
             result.token_ids.append(token)
@@ -121,11 +126,28 @@ class TextGenerator:
         result.text = emitted.strip()
         result.total_seconds = time.perf_counter() - start
 
-    def complete(self, prompt, max_new_tokens, stop_at_newline=False):
+    def complete(self, prompt, max_new_tokens, stop_at_newline=False, labels=None):
         result = Generation()
-        for _ in self.stream(prompt, max_new_tokens, stop_at_newline, result):
+        for _ in self.stream(prompt, max_new_tokens, stop_at_newline, result, labels):
             pass
         return result
+
+
+# the characters Rust's regex_syntax::escape escapes: the guidance engine (llguidance) reads Rust regex
+# syntax, where Python's re.escape would also escape spaces and others that Rust reads differently
+RUST_REGEX_META = set("\\.+*?()|[]{}^$#&-~")
+
+
+def label_regex(labels):
+    """A regex matching exactly one of the labels; longest first, so no label shadows a longer one.
+
+    Once a whole label is matched and no longer one can follow, the grammar allows only
+    end-of-sequence, so generation stops by itself.
+    """
+    ordered = sorted(set(labels), key=lambda label: (-len(label), label))
+    return (
+        "(" + "|".join("".join("\\" + ch if ch in RUST_REGEX_META else ch for ch in label) for label in ordered) + ")"
+    )
 
 
 WEIGHT_SUFFIXES = {".onnx", ".data", ".safetensors", ".bin"}

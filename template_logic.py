@@ -1,0 +1,327 @@
+"""The template's own logic, importable and unit-tested without rendering.
+
+- `resolve(answers)`: the answers as the project uses them: training settings from the chosen
+  model's row in `_models` (or the user's overrides), columns from the text template, and
+  answer names of older template versions mapped to today's (or refused with what replaced them).
+- `check_answers(answers)`: raises AnswerError with one line saying what to change.
+- `olive_config(answers)`: the Olive 0.13 workflow, as a Python dict.
+- `pip_requirements(stack, device, extras)`: the pinned pip list, in install order.
+- `unneeded_files(answers)`: what the post-generation hook removes for these answers.
+
+Used by the hooks (imported from the template folder), by the Jinja filters in
+local_extensions.py, and by scripts/env.sh.
+"""
+
+import json
+import re
+import string
+from pathlib import Path
+
+TEMPLATE_DIR = Path(__file__).resolve().parent
+# the template's own tables, read from cookiecutter.json: a replayed context may carry an older copy
+_CONTEXT = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
+MODELS, TARGET_MODULES, STACK = _CONTEXT["_models"], _CONTEXT["_target_modules"], _CONTEXT["_stack"]
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ -]*$")
+
+# The training settings: the chosen model's row of `_models` unless overridden without a prompt
+# (`cookiecutter --no-input ... __learning_rate=0.001`, or `__learning_rate` in a --config-file).
+# name -> (type, lowest, highest)
+KNOBS = {
+    "lora_r": (int, 1, 1024),
+    "lora_alpha": (float, 1e-3, 4096),
+    "max_steps": (int, 1, 1_000_000),
+    "learning_rate": (float, 1e-8, 1.0),
+    "max_seq_len": (int, 16, 131_072),
+    "batch_size": (int, 1, 1024),
+}
+
+# Answers of earlier template versions. Cookiecutter passes an old name through only from a
+# replay file (on the command line it drops names the template no longer has, before any hook
+# runs), so these are what a replayed older project can carry.
+RENAMED = {name: f"__{name}" for name in KNOBS} | {"download_model": "__download_model"}
+MOVED_TO_SUBMIT_TIME = {
+    "azure_subscription_id": ".azureml/config.json (subscription_id)",
+    "azure_resource_group": ".azureml/config.json (resource_group)",
+    "azure_workspace": ".azureml/config.json (workspace_name)",
+    "azure_compute": "submit.py --compute (or AZUREML_COMPUTE)",
+    "azure_experiment": "submit.py --experiment (or AZUREML_EXPERIMENT)",
+    "azure_hf_token_secret": "submit.py --hf-token-secret (or AZUREML_HF_TOKEN_SECRET)",
+    "base_model_source": "submit.py --registry-model (or AZUREML_REGISTRY_MODEL)",
+    "azureml_registry_name": "submit.py --registry-model (or AZUREML_REGISTRY_MODEL)",
+    "azureml_registry_model": "submit.py --registry-model (or AZUREML_REGISTRY_MODEL)",
+    "azureml_registry_version": "submit.py --registry-model (or AZUREML_REGISTRY_MODEL)",
+}
+
+# Measured with Olive 0.13.0: ModelBuilder prunes fp16 on the CPU execution provider
+# ("FP16 is not supported on CPU") and `olive run` then exits 0 with no model.
+UNSUPPORTED = {
+    ("cpu", "fp16"): "precision=fp16 needs device=cuda (Olive's ModelBuilder has no fp16 on CPU); use int4 or fp32",
+}
+
+SAMPLE_COLUMNS = ("phrase", "tone")
+DATA_FILES = {
+    "columns": ("datasets/train.json", "datasets/eval.json"),
+    "messages": ("datasets/train.jsonl", "datasets/eval.jsonl"),
+}
+AZUREML_FILES = ("fine-tuning/azureml", ".azureml", ".amlignore", "slm/azureml.py")
+PRE_PROCESS_SCRIPT = "slm/olive_data.py"
+PRE_PROCESS_TYPE = "answer_only_pre_process"
+
+
+class AnswerError(Exception):
+    """An answer the template cannot use; the message says what to change."""
+
+
+def template_fields(template):
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise AnswerError(f"text_template is not a valid template ({error}); write {{column}} placeholders") from None
+    return [field for _, field, _, _ in parsed if field is not None]
+
+
+def _number(name, raw):
+    kind, lowest, highest = KNOBS[name]
+    text = str(raw).strip()
+    try:
+        value = kind(text)
+    except ValueError:
+        raise AnswerError(f"{name}={text!r} is not a{'n integer' if kind is int else ' number'}") from None
+    if not lowest <= value <= highest:
+        raise AnswerError(f"{name}={text} is out of range; use a value from {lowest:g} to {highest:g}")
+    return value
+
+
+def resolve(answers):
+    """The answers the project is built from: old names mapped, settings typed, columns derived.
+
+    Raises AnswerError for an answer that cannot be used.
+    """
+    answers = dict(answers)
+    moved = sorted(name for name in MOVED_TO_SUBMIT_TIME if name in answers)
+    if moved:
+        raise AnswerError(
+            f"{moved[0]} is no longer asked when the project is generated: it is read at submit time from "
+            f"{MOVED_TO_SUBMIT_TIME[moved[0]]}; drop it from your replay or config file"
+        )
+    for old, new in RENAMED.items():
+        if old in answers:  # a replay file of an older version: its answer wins over today's default
+            answers[new] = answers.pop(old)
+    # the question shows newlines as \n so that the default fits on one line
+    answers["text_template"] = answers["text_template"].replace("\\n", "\n")
+    fields = template_fields(answers["text_template"]) if answers["data_format"] == "columns" else [None]
+    input_column, output_column = fields[0], fields[-1]
+    for name, derived in (("input_column", input_column), ("output_column", output_column)):
+        given = answers.pop(name, None)  # only replay files of older versions carry these
+        if given is not None and derived is not None and given != derived:
+            raise AnswerError(
+                f"{name}={given!r} is now taken from text_template (which names {derived!r}); "
+                f"write {{{given}}} in text_template instead"
+            )
+    if answers["base_model"] not in MODELS:
+        raise AnswerError(f"base_model {answers['base_model']!r} is not one of {sorted(MODELS)}")
+    resolved = {
+        **answers,
+        "model": MODELS[answers["base_model"]],
+        "python_version": STACK["python"],
+        "input_column": input_column,
+        "output_column": output_column,
+        "local_model_path": answers["local_model_path"].strip(),
+        # empty: the same as install_dependencies
+        "download_model": answers.get("__download_model") or answers["install_dependencies"],
+    }
+    defaults = resolved["model"]["training"]
+    for name in KNOBS:
+        given = str(answers.get(f"__{name}", "")).strip()
+        resolved[name] = _number(name, given or defaults[name])
+    return resolved
+
+
+def check_slug(answers):
+    if not SLUG.match(answers["project_slug"]):
+        raise AnswerError(
+            f"project_slug {answers['project_slug']!r} must start with a lowercase letter or digit and contain "
+            "only lowercase letters, digits, '.', '_' or '-'"
+        )
+
+
+def check_columns_and_template(answers):
+    if answers["data_format"] != "columns":
+        return
+    fields = template_fields(answers["text_template"])
+    if len(set(fields)) < 2:
+        raise AnswerError(
+            "text_template must contain two placeholders: {input column} first, {output column} last, "
+            "e.g. ### Text: {phrase}\\n### The tone is:\\n{tone}"
+        )
+    input_column, output_column = answers["input_column"], answers["output_column"]
+    for column in (input_column, output_column):
+        if not COLUMN.match(column):
+            raise AnswerError(
+                f"text_template placeholder {{{column}}} must be a column name: letters, digits, '_', ' ', '-'"
+            )
+    extra = sorted(set(fields) - {input_column, output_column})
+    if extra:
+        raise AnswerError(f"text_template uses {extra}; only {{{input_column}}} and {{{output_column}}} are allowed")
+    if fields.count(output_column) != 1:
+        raise AnswerError(
+            f"text_template must end with the answer: {{{output_column}}} exactly once, after {{{input_column}}}"
+        )
+
+
+def check_local_model(answers):
+    local = answers["local_model_path"]
+    if not local:
+        return
+    path = Path(local)
+    if not path.is_absolute():
+        raise AnswerError(f"local_model_path {local!r} must be an absolute path")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise AnswerError(f"local_model_path {local!r} has no config.json; point it at a Hugging Face model folder")
+    architectures = json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or ["?"]
+    expected = answers["model"]["architecture"]
+    if architectures[0] != expected:
+        same_family = [name for name, model in MODELS.items() if model["architecture"] == architectures[0]]
+        hint = f"choose base_model {same_family[0]}" if same_family else "use a Phi-3 or Llama-architecture model"
+        raise AnswerError(
+            f"local_model_path is a {architectures[0]} model but base_model {answers['base_model']} is "
+            f"{expected}; {hint}"
+        )
+
+
+def check_azureml(answers):
+    if answers["compute"] != "azureml":
+        return
+    if answers["device"] != "cuda":
+        raise AnswerError("compute=azureml runs on a GPU cluster: answer device=cuda")
+    if answers["local_model_path"]:
+        raise AnswerError(
+            "local_model_path is on this machine, not on the cluster: leave it empty for compute=azureml"
+        )
+
+
+def check_combination(answers):
+    reason = UNSUPPORTED.get((answers["device"], answers["precision"]))
+    if reason:
+        raise AnswerError(reason)
+
+
+CHECKS = (check_slug, check_columns_and_template, check_azureml, check_local_model, check_combination)
+
+
+def check_answers(answers):
+    """Resolve and check the answers; raise AnswerError on the first problem."""
+    resolved = resolve(answers)
+    for check in CHECKS:
+        check(resolved)
+    return resolved
+
+
+def model_dir(answers):
+    return answers["local_model_path"] or "model-cache/" + answers["base_model"].split("/")[-1]
+
+
+def olive_config(raw_answers):
+    """The Olive 0.13 workflow for these answers: LoRA/QLoRA -> MergeAdapterWeights -> ModelBuilder."""
+    answers = resolve(raw_answers)
+    architecture = answers["model"]["architecture"]
+    on_gpu = answers["device"] == "cuda"
+    messages = answers["data_format"] == "messages"
+    training_args = {
+        "max_steps": answers["max_steps"],
+        "learning_rate": answers["learning_rate"],
+        "per_device_train_batch_size": answers["batch_size"],
+        "gradient_accumulation_steps": 1,
+        "gradient_checkpointing": on_gpu,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": 5,
+        "logging_steps": 10,
+        "save_strategy": "no",
+        "seed": 0,
+        "data_seed": 42,
+    }
+    finetune = {
+        "train_data_config": "train_data",
+        "target_modules": TARGET_MODULES[architecture],
+        "r": answers["lora_r"],
+        "alpha": answers["lora_alpha"],
+        "lora_dropout": 0.05,
+        "torch_dtype": "bfloat16" if on_gpu else "float32",
+        "training_args": training_args,
+    }
+    if answers["finetune_method"] == "qlora":
+        finetune |= {"quant_type": "nf4", "double_quant": True, "compute_dtype": "bfloat16" if on_gpu else "float32"}
+    pre_process = {
+        "type": PRE_PROCESS_TYPE,
+        # false: the loss covers the whole text, prompt included (Olive's own behaviour)
+        "answer_only": True,
+        "data_format": answers["data_format"],
+        "max_seq_len": answers["max_seq_len"],
+    }
+    if messages:
+        pre_process["message_col"] = "messages"
+    else:
+        pre_process["text_template"] = answers["text_template"]
+    return {
+        "input_model": {"type": "HfModel", "model_path": model_dir(answers)},
+        "systems": {
+            "local_system": {
+                "type": "LocalSystem",
+                "accelerators": [
+                    {
+                        "device": "gpu" if on_gpu else "cpu",
+                        "execution_providers": ["CUDAExecutionProvider" if on_gpu else "CPUExecutionProvider"],
+                    }
+                ],
+            }
+        },
+        "data_configs": [
+            {
+                "name": "train_data",
+                "type": "HuggingfaceContainer",
+                "user_script": PRE_PROCESS_SCRIPT,
+                "load_dataset_config": {
+                    "data_name": "json",
+                    "data_files": DATA_FILES[answers["data_format"]][0],
+                    "split": "train",
+                },
+                "pre_process_data_config": pre_process,
+            }
+        ],
+        "passes": {
+            "finetune": {"type": "QLoRA" if answers["finetune_method"] == "qlora" else "LoRA", "config": finetune},
+            "merge": {"type": "MergeAdapterWeights"},
+            "builder": {"type": "ModelBuilder", "config": {"precision": answers["precision"]}},
+        },
+        "host": "local_system",
+        "target": "local_system",
+        "log_severity_level": 1,
+        "cache_dir": "gen-model/olive-cache",
+        "output_dir": "gen-model/model",
+    }
+
+
+def pip_requirements(device, extras=()):
+    """The pinned pip packages, in install order (torch first). extras: names of further `_stack` groups."""
+    return [STACK["torch"], *STACK["common"], *STACK[device], *(pin for extra in extras for pin in STACK[extra])]
+
+
+def project_extras(answers):
+    """The `_stack` groups a project installs beyond the common set."""
+    return ["tools", *(["azureml"] if answers["compute"] == "azureml" else [])]
+
+
+def unneeded_files(answers):
+    """Files and folders of the rendered template that these (resolved) answers do not use."""
+    unneeded = []
+    if answers["local_model_path"]:
+        unneeded.append("model-cache")  # the project trains from the user's own folder
+    if answers["compute"] != "azureml":
+        unneeded += AZUREML_FILES
+    for data_format, files in DATA_FILES.items():
+        if data_format != answers["data_format"]:
+            unneeded += files
+    return unneeded

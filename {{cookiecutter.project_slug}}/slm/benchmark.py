@@ -1,0 +1,262 @@
+"""Side by side: the fine-tuned model on ONNX Runtime GenAI vs the same model in PyTorch.
+
+Run from the project root, after `olive run`:
+    python inferences/benchmark.py [--prompts N] [--max-new-tokens 32] [--device cpu|cuda]
+
+Both engines get the same prompts (the held-out rows, every one of them when there are at
+most 300, built exactly as in training), greedy decoding, and exactly --max-new-tokens new tokens each (end-of-sequence
+is ignored while timing, so both do equal work; the answer for accuracy is the text
+before the first end-of-sequence). Each engine runs in its own child process so its peak
+memory is its own.
+
+  ONNX     gen-model/model/                           (ModelBuilder output)
+  PyTorch  the MergeAdapterWeights output in gen-model/olive-cache/, found through
+           gen-model/model/footprint.json (override with --merged-model DIR)
+
+Writes gen-model/benchmark.json and gen-model/benchmark.png. The last line printed is
+`speedup: N.Nx` (ONNX decode tokens/s divided by PyTorch decode tokens/s).
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from slm.data import load_rows
+from slm.engines import ENGINES, TextGenerator, load_tokenizer, weights_size_bytes
+from slm.errors import UserError, cli
+from slm.metrics import label_set, token_f1
+from slm.project import Project
+from slm.prompts import normalise_label
+
+RESULTS = Path("gen-model/benchmark.json")
+CHART = Path("gen-model/benchmark.png")
+# the whole held-out file is timed by default up to this many rows
+ALL_ROWS_UP_TO = 300
+DEFAULT_PROMPTS = 20
+
+
+def merged_model_dir(onnx_dir):
+    """The merged fine-tuned PyTorch model Olive produced on the way to the ONNX model."""
+    footprint = Path(onnx_dir) / "footprint.json"
+    if footprint.is_file():
+        for node in json.loads(footprint.read_text(encoding="utf-8")).values():
+            if node.get("from_pass") == "mergeadapterweights":
+                return Path(node["model_config_data"]["config"]["model_path"])
+    raise UserError(
+        f"no merged model recorded in {footprint.as_posix()}: run `olive run --config fine-tuning/olive-config.json` "
+        "(or pass --merged-model DIR)"
+    )
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+class PeakMemory:
+    """Peak resident memory of this process, sampled between prompts (psutil works on every OS)."""
+
+    def __init__(self):
+        import psutil
+
+        self.process = psutil.Process()
+        self.peak = 0
+
+    def sample(self):
+        info = self.process.memory_info()
+        # Windows reports the true peak; elsewhere the samples between prompts stand for it
+        self.peak = max(self.peak, getattr(info, "peak_wset", 0), info.rss)
+
+    @property
+    def megabytes(self):
+        return self.peak / 2**20
+
+
+def score(answers, references):
+    """Accuracy on a small label set, token F1 for free text: (name, value)."""
+    if label_set(references):
+        hits = [normalise_label(a) == normalise_label(r) for a, r in zip(answers, references, strict=True)]
+        return "accuracy", sum(hits) / len(hits)
+    return "token_f1", sum(token_f1(a, r) for a, r in zip(answers, references, strict=True)) / len(answers)
+
+
+def measure(engine_name, model_dir, rows, task, max_new_tokens, device):
+    """Runs in the child process: time every prompt on one engine."""
+    from tqdm import tqdm
+
+    memory = PeakMemory()
+    generator = TextGenerator(ENGINES[engine_name](model_dir, device), load_tokenizer(model_dir))
+    engine, tokenizer = generator.engine, generator.tokenizer
+    prompts = [generator.encode(task.prompt_for_row(row, tokenizer)) for row in rows]
+    stop_at_newline = task.data_format == "columns"
+
+    def run_one(prompt_ids):
+        start = time.perf_counter()
+        stamps, tokens = [], []
+        for token in engine.generate_ids(prompt_ids, max_new_tokens, ignore_eos=True):
+            stamps.append(time.perf_counter() - start)
+            tokens.append(token)
+        return stamps, tokens
+
+    run_one(prompts[0])  # warm-up: first-call allocations and graph optimisation
+    first_token, decode_rates, latencies, answers = [], [], [], []
+    memory.sample()
+    for prompt_ids in tqdm(prompts, desc=engine.name, unit="prompt", file=sys.stderr):
+        stamps, tokens = run_one(prompt_ids)
+        memory.sample()
+        first_token.append(stamps[0])
+        latencies.append(stamps[-1])
+        decode_rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
+        answer_ids = tokens[: next((i for i, t in enumerate(tokens) if t in generator.eos_ids), len(tokens))]
+        answer = tokenizer.decode(answer_ids).strip()
+        answers.append(answer.split("\n")[0] if stop_at_newline else answer)
+    metric, value = score(answers, [task.reference(row) for row in rows])
+    return {
+        "engine": engine.name,
+        "model_dir": str(model_dir),
+        "tokens_per_answer": max_new_tokens,
+        "time_to_first_token_ms_median": 1000 * statistics.median(first_token),
+        "decode_tokens_per_s_median": statistics.median(decode_rates),
+        "latency_s_median": statistics.median(latencies),
+        "latency_s_p90": percentile(latencies, 0.9),
+        "peak_rss_mb": memory.megabytes,
+        "weights_on_disk_mb": weights_size_bytes(model_dir) / 2**20,
+        "metric": metric,
+        "score": value,
+        "prompts": len(rows),
+    }
+
+
+def run_child(engine_name, model_dir, args):
+    command = [
+        sys.executable,
+        "-m",
+        "slm.benchmark",
+        "--child",
+        engine_name,
+        "--child-model",
+        str(model_dir),
+        "--prompts",
+        str(args.prompts),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--device",
+        args.device,
+        "--eval-file",
+        str(args.eval_file),
+    ]
+    print(f"measuring {engine_name} on {model_dir} ...", file=sys.stderr, flush=True)
+    # stdout carries the result; stderr (progress, errors) goes straight to the terminal
+    result = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        raise UserError(f"the {engine_name} measurement failed (its error is printed above)")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+ROWS = [
+    ("time to first token (ms, median)", "time_to_first_token_ms_median", "{:.1f}"),
+    ("decode tokens/s (median)", "decode_tokens_per_s_median", "{:.1f}"),
+    ("latency per answer (s, median)", "latency_s_median", "{:.3f}"),
+    ("latency per answer (s, p90)", "latency_s_p90", "{:.3f}"),
+    ("peak resident memory (MB)", "peak_rss_mb", "{:.0f}"),
+    ("weights on disk (MB)", "weights_on_disk_mb", "{:.1f}"),
+    ("score on the prompts (accuracy or token F1)", "score", "{:.3f}"),
+]
+
+
+def print_table(onnx, torch):
+    print(f"{'':34}{'ONNX Runtime GenAI':>20}{'PyTorch':>12}")
+    for label, key, fmt in ROWS:
+        print(f"{label:34}{fmt.format(onnx[key]):>20}{fmt.format(torch[key]):>12}")
+
+
+def draw_chart(onnx, torch, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [row for row in ROWS if row[1] != "latency_s_p90"]
+    figure, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4))
+    for axis, (label, key, fmt) in zip(axes, shown, strict=True):
+        values = [onnx[key], torch[key]]
+        bars = axis.bar(["ONNX Runtime", "PyTorch"], values, color=["#2b7bba", "#b0b0b0"])
+        axis.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8)
+        axis.set_title(label, fontsize=9)
+        axis.tick_params(labelsize=8)
+    figure.suptitle(f"{onnx['prompts']} prompts, {onnx['tokens_per_answer']} new tokens each, greedy")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def parse_args(argv, project):
+    parser = argparse.ArgumentParser(
+        description="Benchmark ONNX Runtime GenAI against PyTorch on the fine-tuned model."
+    )
+    parser.add_argument(
+        "--prompts",
+        type=int,
+        help=f"how many held-out rows to time (default: all of them up to {ALL_ROWS_UP_TO}, else {DEFAULT_PROMPTS})",
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="new tokens per answer (default 32)")
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default=project.device,
+        help="cuda: CUDA provider for ONNX and torch on the GPU (default: the device the Olive config targets)",
+    )
+    parser.add_argument("--eval-file", type=Path, default=project.eval_file)
+    parser.add_argument("--onnx-model", type=Path, help="ONNX model folder (default: the config's output_dir)")
+    parser.add_argument("--merged-model", type=Path, help="merged PyTorch model folder (default: from the footprint)")
+    parser.add_argument("--child", choices=sorted(ENGINES), help=argparse.SUPPRESS)
+    parser.add_argument("--child-model", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+@cli
+def main(argv=None):
+    project = Project.load()
+    args = parse_args(argv, project)
+    if (args.prompts is not None and args.prompts < 1) or args.max_new_tokens < 2:
+        raise UserError("--prompts must be at least 1 and --max-new-tokens at least 2")
+    task = project.task
+    rows = load_rows(args.eval_file, task)
+    if args.prompts is None:
+        args.prompts = len(rows) if len(rows) <= ALL_ROWS_UP_TO else DEFAULT_PROMPTS
+    rows = rows[: args.prompts]
+    if args.child:
+        result = measure(args.child, args.child_model, rows, task, args.max_new_tokens, args.device)
+        print(json.dumps(result))
+        return 0
+    onnx_dir = project.onnx_model_dir(args.onnx_model)
+    merged_dir = args.merged_model or merged_model_dir(onnx_dir)
+    if not (merged_dir / "config.json").is_file():
+        raise UserError(
+            f"no merged PyTorch model in {merged_dir.as_posix()} (was gen-model/olive-cache/ deleted?): re-run "
+            "`olive run --config fine-tuning/olive-config.json`, or pass --merged-model DIR"
+        )
+    onnx = run_child("onnx", onnx_dir, args)
+    torch = run_child("torch", merged_dir, args)
+    speedup = onnx["decode_tokens_per_s_median"] / torch["decode_tokens_per_s_median"]
+    summary = {
+        "onnx": onnx,
+        "pytorch": torch,
+        "speedup_decode": speedup,
+        "size_ratio": onnx["weights_on_disk_mb"] / torch["weights_on_disk_mb"],
+        "settings": {"prompts": len(rows), "max_new_tokens": args.max_new_tokens, "device": args.device},
+    }
+    RESULTS.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    draw_chart(onnx, torch, CHART)
+    print_table(onnx, torch)
+    print(f"ONNX size is {100 * summary['size_ratio']:.0f}% of the merged PyTorch weights")
+    print(f"wrote {RESULTS.as_posix()} and {CHART.as_posix()}")
+    print(f"speedup: {speedup:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":  # the child processes run this module directly
+    sys.exit(main())

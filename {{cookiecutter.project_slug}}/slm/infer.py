@@ -1,0 +1,199 @@
+"""Chat with, prompt, or evaluate the fine-tuned ONNX model on ONNX Runtime GenAI.
+
+Run from the project root, after `olive run --config fine-tuning/olive-config.json`:
+    python inferences/infer.py                     interactive, streams each answer
+    python inferences/infer.py --prompt "TEXT"     one answer, streamed
+    python inferences/infer.py --eval [FILE]       score held-out rows (default: the eval file beside the training file)
+    python inferences/infer.py --eval --base       the base model, zero-shot, same prompt (PyTorch)
+    python inferences/infer.py --chat              a conversation in the model's chat template
+
+The input is put into the prompt exactly as in training (the text template, or the chat
+template for chat-format data) and the model writes the answer. --chat keeps the
+conversation (oldest turns dropped when the context is full). When the answers are a small
+label set, --constrain makes every answer one of those labels.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from slm.data import load_rows
+from slm.engines import ENGINES, Generation, TextGenerator, load_tokenizer
+from slm.errors import UserError, cli
+from slm.metrics import label_set, token_f1
+from slm.project import Project
+from slm.prompts import label_table, normalise_label
+
+TASK_MAX_NEW_TOKENS = 16
+CHAT_MAX_NEW_TOKENS = 256
+
+
+def parse_args(argv, project):
+    parser = argparse.ArgumentParser(description="Prompt, chat with, or evaluate the fine-tuned model.")
+    parser.add_argument("--model", type=Path, help="ONNX model folder (default: the config's output_dir)")
+    parser.add_argument("--prompt", help="answer this one input, then exit")
+    parser.add_argument(
+        "--eval",
+        nargs="?",
+        const=project.eval_file if project else None,
+        type=Path,
+        metavar="FILE",
+        help="score FILE (default: the held-out file beside the training file); the last line is the score",
+    )
+    parser.add_argument("--base", action="store_true", help="use the base model (PyTorch) instead of the ONNX model")
+    parser.add_argument("--chat", action="store_true", help="talk to the model as an assistant, in its chat template")
+    parser.add_argument(
+        "--constrain",
+        action="store_true",
+        help="answer only with one of the training labels (ONNX Runtime GenAI guided decoding)",
+    )
+    parser.add_argument("--max-new-tokens", type=int, help="limit on generated tokens")
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default=project.device if project else "cpu",
+        help="execution provider (default: the device the Olive config targets)",
+    )
+    return parser.parse_args(argv)
+
+
+def open_generator(args, project):
+    if args.base:
+        model_dir = project.base_model_dir
+        if not (model_dir / "config.json").is_file():
+            raise UserError(f"no base model in {model_dir.as_posix()}: run `python setup/get_model.py` first")
+        return TextGenerator(ENGINES["torch"](model_dir, args.device), load_tokenizer(model_dir))
+    model_dir = project.onnx_model_dir(args.model)
+    return TextGenerator(ENGINES["onnx"](model_dir, args.device), load_tokenizer(model_dir))
+
+
+class Prompter:
+    """Turns user input into prompts as in training, and answers into text."""
+
+    def __init__(self, project, generator, chat=False, max_new_tokens=None, labels=None):
+        self.task, self.generator, self.chat = project.task, generator, chat
+        self.system_prompt = project.system_prompt
+        self.max_new_tokens = max_new_tokens or (
+            CHAT_MAX_NEW_TOKENS if chat or self.task.data_format == "messages" else TASK_MAX_NEW_TOKENS
+        )
+        # a task answer is one line; a chat answer runs until the model ends it
+        self.stop_at_newline = not chat and self.task.data_format == "columns"
+        self.labels = labels
+        self.history = []  # earlier chat turns, so a conversation has memory
+
+    def prompt_for(self, text, history=()):
+        tokenizer = self.generator.tokenizer
+        if self.chat:
+            messages = [*history, {"role": "user", "content": text}]
+            return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.task.prompt_for_input(text, tokenizer, self.system_prompt)
+
+    def tokens_over(self, prompt):
+        """How far the prompt plus a full answer runs past the model's context (0: it fits)."""
+        needed = len(self.generator.encode(prompt)) + self.max_new_tokens
+        return max(0, needed - self.generator.engine.context_length)
+
+    def check_fits(self, prompt):
+        overflow = self.tokens_over(prompt)
+        if overflow:
+            raise UserError(
+                f"the input is {overflow} tokens too long for the model's context of "
+                f"{self.generator.engine.context_length} tokens with {self.max_new_tokens} new tokens; "
+                "shorten it or lower --max-new-tokens"
+            )
+        return prompt
+
+    def fitted_prompt(self, text):
+        """The prompt for `text`; in a chat, the conversation so far, oldest turns dropped until the answer fits."""
+        prompt = self.prompt_for(text, self.history)
+        while self.history and self.tokens_over(prompt):
+            del self.history[:2]  # one user turn and its answer
+            prompt = self.prompt_for(text, self.history)
+        return self.check_fits(prompt)
+
+    def stream_prompt(self, prompt, result=None):
+        return self.generator.stream(
+            prompt, self.max_new_tokens, stop_at_newline=self.stop_at_newline, result=result, labels=self.labels
+        )
+
+    def stream(self, text):
+        """Stream one answer; in a chat the exchange is remembered for the next turn."""
+        result = Generation()
+        yield from self.stream_prompt(self.fitted_prompt(text), result)
+        if self.chat:
+            self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": result.text}]
+
+    def answer_row(self, row):
+        prompt = self.check_fits(self.task.prompt_for_row(row, self.generator.tokenizer))
+        result = Generation()
+        for _ in self.stream_prompt(prompt, result):
+            pass
+        return result.text
+
+
+def print_stream(prompter, text):
+    for piece in prompter.stream(text):
+        print(piece, end="", flush=True)
+    print()
+
+
+def interactive(prompter):
+    label = "chat" if prompter.chat else getattr(prompter.task, "input_column", "message")
+    print(f"Type a {label} and press Enter (empty line or Ctrl-D to quit).")
+    while True:
+        try:
+            text = input("> ").strip()
+        except EOFError:
+            break
+        if not text:
+            break
+        try:
+            print_stream(prompter, text)
+        except UserError as error:  # one bad turn does not end the session
+            print(f"ERROR: {error}", file=sys.stderr)
+
+
+def evaluate(prompter, rows, path):
+    """Print the score: accuracy with a per-label table for a small label set, else token F1."""
+    from tqdm import tqdm
+
+    task = prompter.task
+    references = [task.reference(row) for row in rows]
+    answers = [prompter.answer_row(row) for row in tqdm(rows, desc=f"evaluating {path}", unit="row", file=sys.stderr)]
+    if label_set(references):
+        pairs = [
+            (normalise_label(ref), normalise_label(answer)) for ref, answer in zip(references, answers, strict=True)
+        ]
+        table, accuracy = label_table(pairs)
+        print(table)
+        print(f"accuracy: {accuracy:.3f} (n={len(pairs)})")
+    else:
+        score = sum(token_f1(answer, ref) for answer, ref in zip(answers, references, strict=True)) / len(rows)
+        print(f"token_f1: {score:.3f} (n={len(rows)})")
+
+
+@cli
+def main(argv=None):
+    project = Project.load()
+    args = parse_args(argv, project)
+    if args.prompt is not None and not args.prompt.strip():
+        raise UserError('--prompt is empty; give the text to answer, e.g. --prompt "I got the job!"')
+    rows = load_rows(args.eval, project.task) if args.eval else None  # a bad file fails before the model loads
+    labels = None
+    if args.constrain:
+        labels = label_set([project.task.reference(row) for row in load_rows(project.train_file, project.task)])
+        if not labels:
+            raise UserError(
+                f"--constrain needs a small set of answer labels, but the answers in {project.train_file.as_posix()} "
+                "are free text"
+            )
+        if args.base:
+            raise UserError("--constrain runs on ONNX Runtime GenAI; leave out --base")
+    prompter = Prompter(project, open_generator(args, project), args.chat, args.max_new_tokens, labels)
+    if rows is not None:
+        evaluate(prompter, rows, args.eval.as_posix())
+    elif args.prompt is not None:
+        print_stream(prompter, args.prompt.strip())
+    else:
+        interactive(prompter)
+    return 0

@@ -1,0 +1,38 @@
+"""Scoring answers: exact labels for a small label set, token F1 for free text."""
+
+import re
+import string
+from collections import Counter
+
+# answers count as labels when there are at most this many distinct ones, each short
+MAX_LABELS = 20
+MAX_LABEL_WORDS = 3
+
+
+def label_set(references):
+    """The sorted distinct answers when they form a small label set (each seen twice or more), else None."""
+    counts = Counter(reference.strip() for reference in references)
+    small = (
+        0 < len(counts) <= MAX_LABELS
+        and all(len(label.split()) <= MAX_LABEL_WORDS and "\n" not in label for label in counts)
+        and min(counts.values()) >= 2
+    )
+    return sorted(counts) if small else None
+
+
+def _normalised_tokens(text):
+    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return text.split()
+
+
+def token_f1(prediction, reference):
+    """SQuAD-style token F1 between two answers (lower case, punctuation and articles removed)."""
+    predicted, expected = _normalised_tokens(prediction), _normalised_tokens(reference)
+    if not predicted or not expected:
+        return float(predicted == expected)
+    common = sum((Counter(predicted) & Counter(expected)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(expected)
+    return 2 * precision * recall / (precision + recall)

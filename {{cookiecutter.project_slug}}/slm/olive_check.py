@@ -1,0 +1,168 @@
+"""Strictly check an Olive workflow config against the installed Olive, before a long run.
+
+Olive 0.13 silently drops keys it does not know (a misspelt `lora_r` quietly becomes
+the default rank) and silently prunes a pass whose settings the target cannot run
+(`olive run` then exits 0 with no model). This check fails loudly on both:
+
+- the whole file must parse as Olive's own `RunConfig`;
+- every key of every pass must be a parameter that pass class declares for the
+  configured accelerator, and the pass must accept its settings on that accelerator;
+- every training argument must be a real `transformers.TrainingArguments` field;
+- every text pre-processing key must be a parameter of the pre-processing component named
+  by its `type` (this project's own, from its `user_script`) or a field of Olive's `TextGenParams`.
+
+Usage, from the project root:
+    python fine-tuning/check_config.py [fine-tuning/olive-config.json] [--paths]
+`--paths` also checks that the model folder and data files exist.
+"""
+
+import argparse
+import copy
+import dataclasses
+import inspect
+import json
+from pathlib import Path
+
+from slm.errors import UserError, cli
+from slm.project import OLIVE_CONFIG
+
+
+class ConfigError(UserError):
+    """The config is not strictly valid for the installed Olive."""
+
+
+def _unknown(keys, allowed, where):
+    unknown = sorted(set(keys) - set(allowed))
+    if unknown:
+        hint = f"; allowed: {sorted(allowed)}" if len(allowed) <= 20 else ""
+        raise ConfigError(f"{where}: unknown key(s) {unknown}{hint}")
+
+
+def _accelerator_spec(config):
+    from olive.hardware.accelerator import AcceleratorSpec
+
+    system = config["systems"][config.get("target", "local_system")]
+    accelerator = system["accelerators"][0]
+    return AcceleratorSpec(
+        accelerator_type=accelerator["device"], execution_provider=accelerator["execution_providers"][0]
+    )
+
+
+def check_pass(name, pass_entry, accelerator_spec, data_configs):
+    import transformers
+    from olive.engine.config import RunPassConfig
+    from olive.package_config import OlivePackageConfig
+
+    _unknown(pass_entry, RunPassConfig.model_fields, f"passes.{name}")
+    pass_class = OlivePackageConfig.load_default_config().import_pass_module(pass_entry["type"])
+    params = pass_entry.get("config") or {}
+    _unknown(params, pass_class.default_config(accelerator_spec), f"passes.{name}.config ({pass_entry['type']})")
+
+    training_args = params.get("training_args") or {}
+    training_fields = {f.name for f in dataclasses.fields(transformers.TrainingArguments) if f.init}
+    _unknown(training_args, training_fields, f"passes.{name}.config.training_args (transformers.TrainingArguments)")
+
+    # Olive resolves data config names to the data configs themselves before building the pass
+    resolved = {
+        key: data_configs.get(value, value) if key.endswith("data_config") and isinstance(value, str) else value
+        for key, value in params.items()
+    }
+    pass_config = pass_class.generate_config(accelerator_spec, resolved, disable_search=True)
+    if not pass_class.validate_config(pass_config, accelerator_spec):
+        raise ConfigError(
+            f"passes.{name}: {pass_entry['type']} rejects these settings on {accelerator_spec} "
+            "(Olive would silently skip it and produce no model)"
+        )
+
+
+# Olive's own text pre-processing passes its **kwargs on to TextGenParams
+OLIVE_TEXT_PRE_PROCESS = "text_generation_huggingface_pre_process"
+
+
+def pre_process_keys(component_type):
+    """The keys a pre-processing component accepts: its named parameters (and TextGenParams' for Olive's own)."""
+    from olive.data.component.text_generation import TextGenParams
+    from olive.data.registry import Registry
+
+    if not component_type:
+        return set(TextGenParams.model_fields)
+    component = Registry.get_pre_process_component(component_type)
+    if component is None:
+        raise ConfigError(f"pre-processing type {component_type!r} is not registered (is its user_script set?)")
+    parameters = list(inspect.signature(component).parameters.values())[1:]  # the first is the dataset
+    keys = {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    if component_type == OLIVE_TEXT_PRE_PROCESS:
+        keys |= set(TextGenParams.model_fields)
+    return keys
+
+
+def check_data_config(data_config):
+    pre_process = dict(data_config.get("pre_process_data_config") or {})
+    component_type = pre_process.pop("type", None)
+    where = f"data_configs.{data_config['name']}.pre_process_data_config"
+    _unknown(pre_process, pre_process_keys(component_type), f"{where} ({component_type or 'TextGenParams'})")
+
+
+def check_paths(config, root):
+    model_path = config["input_model"]["model_path"]
+    # a registry model (a dict: azureml_registry_model) is fetched by Olive at run time
+    if isinstance(model_path, str) and not (root / model_path / "config.json").is_file():
+        raise ConfigError(
+            f"model folder {(root / model_path).as_posix()} has no config.json: run `python setup/get_model.py` first"
+        )
+    for data_config in config.get("data_configs", []):
+        files = data_config["load_dataset_config"].get("data_files") or []
+        for data_file in [files] if isinstance(files, str) else files:
+            if not (root / data_file).is_file():
+                raise ConfigError(f"data file {(root / data_file).as_posix()} does not exist")
+
+
+def with_absolute_scripts(config, root):
+    """A copy naming each data config's user_script by absolute path (Olive resolves it from the working folder)."""
+    config = copy.deepcopy(config)
+    for data_config in config.get("data_configs", []):
+        if data_config.get("user_script"):
+            data_config["user_script"] = str((Path(root) / data_config["user_script"]).resolve())
+    return config
+
+
+def check_config(config, root=Path("."), paths=False):
+    """Raise ConfigError (or Olive's own validation error) if the config is not strictly valid.
+
+    root: the project folder the config's relative paths start from.
+    """
+    from olive.workflows.run.config import RunConfig
+
+    config = with_absolute_scripts(config, root)
+    RunConfig.parse_file_or_obj(copy.deepcopy(config))  # parsing normalises its argument in place
+    accelerator_spec = _accelerator_spec(config)
+    # a copy, because building a pass config normalises the data configs in place
+    data_configs = {data_config["name"]: data_config for data_config in copy.deepcopy(config.get("data_configs", []))}
+    for name, pass_entry in config["passes"].items():
+        check_pass(name, pass_entry, accelerator_spec, data_configs)
+    for data_config in config.get("data_configs", []):
+        check_data_config(data_config)
+    if paths:
+        check_paths(config, root)
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="?", type=Path, default=OLIVE_CONFIG)
+    parser.add_argument("--paths", action="store_true", help="also check that the model and data files exist")
+    args = parser.parse_args(argv)
+    try:
+        config = json.loads(args.config.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{args.config.as_posix()} not found; run this from the project root") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"{args.config.as_posix()} is not valid JSON: {error}") from None
+    try:
+        check_config(config, root=Path("."), paths=args.paths)
+    except ConfigError:
+        raise
+    except Exception as error:  # Olive's pydantic errors read the same to a user
+        raise UserError(f"{args.config.as_posix()}: {' '.join(str(error).split())}") from None
+    print(f"OK: {args.config.as_posix()} is valid for the installed Olive")
+    return 0

@@ -1,0 +1,248 @@
+"""Answer-only loss inside `olive run`: a pre-processing component for Olive 0.13.
+
+Olive's own text-generation pre-processing (`text_generation_huggingface_pre_process`)
+trains on the whole text: the user's phrase, the template and the answer. This
+component builds the same rows (line by line, unpadded, `input_ids` / `attention_mask`
+/ `labels`) but sets the label of every prompt token to -100, so the loss only covers
+what the model must learn to say:
+
+- `data_format="columns"`: the text is `f"{bos} {text_template filled} {eos}"`, exactly
+  what Olive builds with `add_special_tokens=true`; the answer is everything from the
+  template's last placeholder on (the answer and the end-of-sequence token).
+- `data_format="messages"`: the text is the tokenizer's chat template applied to the
+  row's `messages` (no generation prompt); the answer is the content of every
+  assistant turn and its end-of-turn marker (`<|im_end|>`, `<|end|>`, ...).
+
+`answer_only=false` restores Olive's whole-text loss (labels = input ids).
+
+It is used from the data config of fine-tuning/olive-config.json:
+
+    "user_script": "slm/olive_data.py",
+    "pre_process_data_config": {"type": "answer_only_pre_process", "data_format": "columns",
+                                "text_template": "...", "max_seq_len": 128}
+
+Olive fills in `model_name` (the input model folder) and `task` itself. Rows are not
+padded: Olive's LoRA collator pads `input_ids` with the pad token, `labels` with -100
+and `attention_mask` with 0 per batch.
+"""
+
+import logging
+import string
+
+from olive.data.registry import Registry
+
+IGNORE_INDEX = -100  # olive.data.constants.IGNORE_INDEX, the label PyTorch's loss skips
+
+logger = logging.getLogger(__name__)
+
+DATA_FORMATS = ("columns", "messages")
+
+
+def _common_prefix(a, b):
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def answer_placeholder(text_template):
+    """The name of the template's last `{placeholder}` (the answer column)."""
+    fields = [name for _, name, _, _ in string.Formatter().parse(text_template) if name is not None]
+    if not fields:
+        raise ValueError(f"text_template {text_template!r} has no {{column}} placeholder")
+    return fields[-1]
+
+
+def columns_example(row, text_template, tokenizer):
+    """(full text, prompt text) of a columns-format row, as Olive's add_special_tokens=true builds it."""
+    answer = answer_placeholder(text_template)
+    prefix = text_template[: text_template.rindex("{" + answer + "}")]
+    bos, eos = tokenizer.bos_token or "", tokenizer.eos_token or ""
+    full = f"{bos} {text_template.format(**row)} {eos}"
+    prompt = f"{bos} {prefix.format(**row)}"
+    return full, prompt
+
+
+def tokenize_columns(row, text_template, tokenizer):
+    """input_ids and labels (prompt tokens -100) of one columns-format row, not truncated.
+
+    The prompt length is the common prefix of the full text's and the prompt's token ids,
+    so a token the tokenizer merges across the prompt/answer boundary counts as answer.
+    """
+    full, prompt = columns_example(row, text_template, tokenizer)
+    input_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    n_prompt = _common_prefix(input_ids, prompt_ids)
+    labels = [IGNORE_INDEX] * n_prompt + input_ids[n_prompt:]
+    return input_ids, labels
+
+
+def _render(tokenizer, messages, chat_template, add_generation_prompt):
+    return tokenizer.apply_chat_template(
+        messages,
+        tokenize=False,
+        add_generation_prompt=add_generation_prompt,
+        chat_template=chat_template if isinstance(chat_template, str) else None,
+    )
+
+
+def assistant_spans(messages, tokenizer, chat_template=None):
+    """(full text, [(start, end) character spans of each assistant turn's content + end-of-turn marker]).
+
+    The span of assistant turn i starts where the rendering of messages[:i] with the
+    generation prompt ends, and ends where the rendering of messages[:i+1] stops agreeing
+    with the full text; trailing whitespace after the marker (the template's newline) is
+    left out, since generation stops at the marker.
+    """
+    full = _render(tokenizer, messages, chat_template, add_generation_prompt=False)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = _render(tokenizer, messages[:i], chat_template, add_generation_prompt=True) if i else ""
+        start = _common_prefix(before, full)
+        end = _common_prefix(_render(tokenizer, messages[: i + 1], chat_template, add_generation_prompt=False), full)
+        while end > start and full[end - 1].isspace():
+            end -= 1
+        if end > start:
+            spans.append((start, end))
+    return full, spans
+
+
+def tokenize_messages(messages, tokenizer, chat_template=None):
+    """input_ids and labels (real only on assistant turns) of one chat row, not truncated."""
+    full, spans = assistant_spans(messages, tokenizer, chat_template)
+    encoding = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    input_ids = encoding["input_ids"]
+    labels = []
+    for token_id, (token_start, token_end) in zip(input_ids, encoding["offset_mapping"], strict=True):
+        # a token belongs to the answer if it overlaps an assistant span
+        in_answer = any(token_start < end and token_end > start for start, end in spans)
+        labels.append(token_id if in_answer else IGNORE_INDEX)
+    return input_ids, labels
+
+
+def build_rows(
+    rows,
+    tokenizer,
+    data_format="columns",
+    text_template=None,
+    message_col="messages",
+    chat_template=None,
+    answer_only=True,
+    max_seq_len=1024,
+):
+    """Tokenise rows into {"input_ids", "attention_mask", "labels"} lists (python ints) plus counts.
+
+    Returns (examples, stats); stats = {"rows", "kept", "answer_cut", "answer_truncated"}.
+    A row whose answer lies entirely beyond max_seq_len is dropped (counted in answer_cut),
+    never trained with all labels -100; a row whose answer is partly cut is kept and counted.
+    """
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
+    if data_format == "columns" and not text_template:
+        raise ValueError("data_format 'columns' needs a text_template")
+    examples = {"input_ids": [], "attention_mask": [], "labels": []}
+    stats = {"rows": 0, "kept": 0, "answer_cut": 0, "answer_truncated": 0}
+    for row in rows:
+        stats["rows"] += 1
+        if data_format == "columns":
+            input_ids, labels = tokenize_columns(row, text_template, tokenizer)
+        else:
+            input_ids, labels = tokenize_messages(row[message_col], tokenizer, chat_template)
+        n_answer = sum(label != IGNORE_INDEX for label in labels)
+        input_ids, labels = input_ids[:max_seq_len], labels[:max_seq_len]
+        kept_answer = sum(label != IGNORE_INDEX for label in labels)
+        if kept_answer == 0:
+            stats["answer_cut"] += 1
+            continue
+        if kept_answer < n_answer:
+            stats["answer_truncated"] += 1
+        if not answer_only:
+            labels = list(input_ids)
+        examples["input_ids"].append(input_ids)
+        examples["attention_mask"].append([1] * len(input_ids))
+        examples["labels"].append(labels)
+        stats["kept"] += 1
+    return examples, stats
+
+
+@Registry.register_pre_process()
+def answer_only_pre_process(
+    dataset,
+    model_name: str,
+    trust_remote_code: bool | None = None,
+    answer_only: bool = True,
+    data_format: str = "columns",
+    text_template: str | None = None,
+    message_col: str = "messages",
+    chat_template: str | None = None,
+    max_seq_len: int = 1024,
+    max_samples: int | None = None,
+    **kwargs,
+):
+    """Olive pre-processing: line-by-line, unpadded rows with the prompt's labels set to -100.
+
+    Args:
+        dataset: the loaded Hugging Face dataset (Olive passes it).
+        model_name: the model folder or id (Olive fills it from input_model).
+        trust_remote_code: passed to the tokenizer (Olive fills it).
+        answer_only: true (default) for loss on the answer only; false for whole-text loss.
+        data_format: "columns" (text_template over the row's columns) or "messages" (chat JSONL).
+        text_template: the columns-format template; its last placeholder is the answer.
+        message_col: the column holding the chat messages (messages format).
+        chat_template: a Jinja chat template overriding the tokenizer's (messages format).
+        max_seq_len: tokens kept per row; rows whose answer lies beyond it are dropped with a warning.
+        max_samples: use only the first max_samples rows.
+        **kwargs: only Olive's own `task`; any other key is refused, since Olive would not say it is unused.
+
+    """
+    from olive.common.hf.utils import get_tokenizer
+    from olive.data.component.dataset import ClassificationDataset
+
+    from datasets import Dataset as HFDataset
+
+    kwargs.pop("task", None)
+    if kwargs:
+        raise ValueError(f"answer_only_pre_process does not take {sorted(kwargs)}")
+    tokenizer = get_tokenizer(model_name, trust_remote_code=trust_remote_code)
+    if max_samples is not None:
+        dataset = dataset.select(range(min(len(dataset), max_samples)))
+    examples, stats = build_rows(
+        dataset,
+        tokenizer,
+        data_format=data_format,
+        text_template=text_template,
+        message_col=message_col,
+        chat_template=chat_template,
+        answer_only=answer_only,
+        max_seq_len=max_seq_len,
+    )
+    if stats["answer_cut"]:
+        logger.warning(
+            "%d of %d training rows dropped: their answer starts after max_seq_len=%d tokens "
+            "(raise max_seq_len or shorten the prompts)",
+            stats["answer_cut"],
+            stats["rows"],
+            max_seq_len,
+        )
+    if stats["answer_truncated"]:
+        logger.warning(
+            "%d of %d training rows have their answer cut at max_seq_len=%d tokens",
+            stats["answer_truncated"],
+            stats["rows"],
+            max_seq_len,
+        )
+    if not stats["kept"]:
+        raise ValueError(f"no training rows left after pre-processing ({stats['rows']} read)")
+    logger.info(
+        "answer_only_pre_process: %d rows, format %s, loss on %s",
+        stats["kept"],
+        data_format,
+        "the answer only" if answer_only else "the whole text",
+    )
+    hf_dataset = HFDataset.from_dict(examples)
+    hf_dataset.set_format("torch", output_all_columns=True)
+    return ClassificationDataset(hf_dataset, "labels")

@@ -1,0 +1,112 @@
+"""The project as fine-tuning/olive-config.json describes it: the only reader of that file.
+
+Training and inference read the same facts from here (the text template and so the columns,
+the data format, the base model folder, the output folder, the device), so editing the
+config changes both together.
+"""
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from slm.errors import UserError
+from slm.prompts import ChatTask, ColumnsTask
+
+OLIVE_CONFIG = Path("fine-tuning/olive-config.json")
+# the sibling of each training file that holds the held-out rows
+EVAL_FILES = {"train.json": "eval.json", "train.jsonl": "eval.jsonl"}
+
+
+@dataclass
+class Project:
+    config: dict
+    config_path: Path = OLIVE_CONFIG
+
+    @classmethod
+    def load(cls, path=OLIVE_CONFIG):
+        path = Path(path)
+        try:
+            return cls(json.loads(path.read_text(encoding="utf-8")), path)
+        except FileNotFoundError:
+            raise UserError(f"{path} not found; run this from the project root") from None
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path} is not valid JSON: {error}") from None
+
+    @property
+    def data_config(self):
+        return self.config["data_configs"][0]
+
+    @property
+    def pre_process(self):
+        return self.data_config["pre_process_data_config"]
+
+    @property
+    def data_format(self):
+        return self.pre_process.get("data_format", "columns")
+
+    @property
+    def max_seq_len(self):
+        return self.pre_process.get("max_seq_len")
+
+    @property
+    def train_file(self):
+        return Path(self.data_config["load_dataset_config"]["data_files"])
+
+    @property
+    def eval_file(self):
+        train = self.train_file
+        return train.with_name(EVAL_FILES.get(train.name, "eval" + train.suffix))
+
+    @property
+    def base_model_path(self):
+        """The base model: a folder, or a dict for a model Olive fetches itself (an Azure ML registry model)."""
+        return self.config["input_model"]["model_path"]
+
+    @property
+    def base_model_dir(self):
+        path = self.base_model_path
+        if not isinstance(path, str):
+            raise UserError("the base model is fetched by Olive inside an Azure ML job; it has no local folder")
+        return Path(path)
+
+    @property
+    def output_dir(self):
+        return Path(self.config["output_dir"])
+
+    @property
+    def device(self):
+        """cpu or cuda: the accelerator the config targets, so inference defaults to where training ran."""
+        system = self.config["systems"][self.config.get("target", "local_system")]
+        return "cuda" if system["accelerators"][0]["device"] == "gpu" else "cpu"
+
+    @cached_property
+    def task(self):
+        if self.data_format == "messages":
+            return ChatTask(self.pre_process.get("message_col", "messages"))
+        return ColumnsTask.from_template(self.pre_process["text_template"])
+
+    @cached_property
+    def system_prompt(self):
+        """The system turn every training conversation shares (chat-format data), used for a bare user input."""
+        if self.data_format != "messages" or not self.train_file.is_file():
+            return None
+        from slm.data import read_records
+
+        firsts = {
+            json.dumps(row[self.task.message_col][0])
+            for _, row in read_records(self.train_file)
+            if isinstance(row, dict) and row.get(self.task.message_col)
+        }
+        first = json.loads(firsts.pop()) if len(firsts) == 1 else {}
+        return first.get("content") if first.get("role") == "system" else None
+
+    def onnx_model_dir(self, override=None):
+        """The ONNX model folder, checked complete: genai_config.json and at least one .onnx file."""
+        model_dir = Path(override or self.output_dir)
+        if not (model_dir / "genai_config.json").is_file() or not any(model_dir.glob("*.onnx")):
+            raise UserError(
+                f"no complete ONNX model in {model_dir.as_posix()}: "
+                f"run `olive run --config {self.config_path.as_posix()}` first"
+            )
+        return model_dir
