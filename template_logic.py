@@ -111,7 +111,7 @@ def resolve(answers):
             answers[new] = answers.pop(old)
     # the question shows newlines as \n so that the default fits on one line
     answers["text_template"] = answers["text_template"].replace("\\n", "\n")
-    fields = template_fields(answers["text_template"]) if answers["data_format"] == "columns" else [None]
+    fields = (template_fields(answers["text_template"]) if answers["data_format"] == "columns" else []) or [None]
     input_column, output_column = fields[0], fields[-1]
     for name, derived in (("input_column", input_column), ("output_column", output_column)):
         given = answers.pop(name, None)  # only replay files of older versions carry these
@@ -151,12 +151,17 @@ def check_columns_and_template(answers):
     if answers["data_format"] != "columns":
         return
     fields = template_fields(answers["text_template"])
-    if len(set(fields)) < 2:
+    if len(set(fields)) < 2 or None in (answers["input_column"], answers["output_column"]):
         raise AnswerError(
             "text_template must contain two placeholders: {input column} first, {output column} last, "
             "e.g. ### Text: {phrase}\\n### The tone is:\\n{tone}"
         )
     input_column, output_column = answers["input_column"], answers["output_column"]
+    if input_column == output_column:
+        raise AnswerError(
+            f"text_template starts and ends with {{{input_column}}}: put the input column first and the answer "
+            "column last, once each"
+        )
     for column in (input_column, output_column):
         if not COLUMN.match(column):
             raise AnswerError(
@@ -311,7 +316,7 @@ def pip_requirements(device, extras=()):
 
 def project_extras(answers):
     """The `_stack` groups a project installs beyond the common set."""
-    return ["tools", *(["azureml"] if answers["compute"] == "azureml" else [])]
+    return [*(["azureml"] if answers["compute"] == "azureml" else []), "tools"]
 
 
 def unneeded_files(answers):

@@ -46,10 +46,10 @@ def rename_sample_columns(answers):
         path.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def run_step(what, command, retry):
+def run_step(what, command, retry, env=None):
     """Run one set-up step; on failure say so and how to retry, and carry on."""
     print(f"\n==> {what}", flush=True)
-    if subprocess.run(command).returncode == 0:
+    if subprocess.run(command, env=env).returncode == 0:
         return True
     print(
         f"WARNING: {what} did not finish. Your project is intact at {PROJECT}\n"
@@ -70,10 +70,13 @@ def download_model(answers):
         return
     python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
     shown = str(VENV_PYTHON) if python == VENV_PYTHON else "python"
+    # without .venv (no install now), this Python runs the project's package from the project folder
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
     run_step(
         f"Getting the base model {answers['base_model']}",
         [str(python), "setup/get_model.py"],
         f"{shown} setup/get_model.py",
+        env,
     )
 
 

@@ -14,12 +14,9 @@ fi
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
 STACK="$VENV/stack-requirements.txt"
-python - "$ROOT/cookiecutter.json" > "$STACK" <<'PY'
-import json, sys
-stack = json.load(open(sys.argv[1], encoding="utf-8"))["_stack"]
-# the azureml packages too: the template tests validate the Azure ML job offline
-print("\n".join([stack["torch"], *stack["common"], *stack["cpu"], *stack["azureml"]]))
-PY
+# the generated project's pin list, from the template's own logic; the azureml packages too:
+# the template tests validate the Azure ML job offline
+PYTHONPATH="$ROOT" python -c 'import template_logic; print("\n".join(template_logic.pip_requirements("cpu", ["tools", "azureml"])))' > "$STACK"
 echo "==> installing torch, the pinned stack and the test tools into $VENV"
 python -m pip install --quiet --disable-pip-version-check "$(head -n 1 "$STACK")"
 python -m pip install --quiet --disable-pip-version-check -r "$STACK" -r "$ROOT/requirements-dev.txt"

@@ -31,6 +31,17 @@ for cache in (p for name in TOOL_CACHES for p in (TEMPLATE / "{{cookiecutter.pro
 OFFLINE = {"download_model": "no", "install_dependencies": "no"}
 
 
+def forget_olive_components():
+    """Olive reads the source of an earlier registration of the same pre-processing component to compare
+    the two, and an earlier baked project's copy may be deleted by now: forget it. (In use, a process
+    has one project.)"""
+    from olive.common.import_lib import import_module_from_file
+    from olive.data.registry import Registry
+
+    Registry._REGISTRY["pre_process_data"].pop("answer_only_pre_process", None)
+    import_module_from_file.cache_clear()  # so that the next import registers it again
+
+
 @dataclass
 class BakedProject:
     """A rendered project, with helpers to read it and run its scripts."""
@@ -67,6 +78,7 @@ class BakedProject:
     def check_config(self, config=None):
         """The strict Olive check, in-process, on the rendered config (or the given one)."""
         config = config if config is not None else self.read_json("fine-tuning/olive-config.json")
+        forget_olive_components()
         return self.module("slm.olive_check").check_config(config, root=self.path)
 
     def run(self, *args, timeout=1800, env=None, stdin=""):
@@ -88,3 +100,50 @@ def bake(cookies):
         return BakedProject(result)
 
     return _bake
+
+
+# Shared by the end-to-end tests (test_e2e.py, test_serve.py)
+
+
+def check(result):
+    assert result.returncode == 0, f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir(cookies_session):
+    """SmolLM2 materialised once by a baked project's own get_model.py."""
+    result = cookies_session.bake(extra_context={**OFFLINE, "base_model": DEMO_MODEL, "project_slug": "materialise"})
+    project = BakedProject(result)
+    check(project.run("setup/get_model.py"))
+    return project.path / "model-cache/SmolLM2-135M-Instruct"
+
+
+@pytest.fixture(scope="session")
+def tiny_phi3_dir(tmp_path_factory, demo_model_dir):
+    """A randomly initialised 2-layer Phi-3 (a few MB) with the demo model's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, Phi3Config, Phi3ForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(demo_model_dir)
+    config = Phi3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        # the non-LongRoPE Phi-3 builder requires these two to be equal
+        max_position_embeddings=256,
+        original_max_position_embeddings=256,
+        rope_scaling=None,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    folder = tmp_path_factory.mktemp("tiny-phi3")
+    Phi3ForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

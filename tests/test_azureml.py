@@ -4,7 +4,7 @@ import json
 
 import pytest
 import yaml
-from conftest import AZUREML_ANSWERS, OFFLINE
+from conftest import AZUREML_ANSWERS, OFFLINE, forget_olive_components
 from cookiecutter.exceptions import FailedHookException
 
 WORKSPACE = {
@@ -65,7 +65,7 @@ def test_submit_dry_run_validates_and_prints_without_azure(azure_project):
     )
     assert result.returncode == 0, result.stderr
     assert "type: command" in result.stdout and "compute: azureml:gpu-a100" in result.stdout
-    assert "experiment_name: tone-v2" in result.stdout
+    assert "compute gpu-a100, experiment tone-v2" in result.stdout
     assert result.stdout.strip().splitlines()[-1].startswith("OK: fine-tuning/azureml/job.yml is a valid")
 
 
@@ -85,6 +85,7 @@ def test_registry_model_becomes_olives_azureml_registry_input(azure_project, mon
     azureml = project.module("slm.azureml")
     monkeypatch.chdir(project.path)
     monkeypatch.setenv("BASE_MODEL_REGISTRY", REGISTRY_URI)
+    forget_olive_components()
     job_config = azureml.job_config(azureml.Project.load())
     run_config = RunConfig.parse_file_or_obj(json.loads(job_config.read_text()))
     model_path = create_resource_path(run_config.input_model.config["model_path"])

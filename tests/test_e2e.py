@@ -12,57 +12,12 @@ import re
 import pytest
 import yaml
 from conftest import DEMO_MODEL, TEMPLATE
+from conftest import check as _check
 
 pytestmark = pytest.mark.slow
 
 ACCURACY_LINE = re.compile(r"^accuracy: (\d\.\d{3}) \(n=(\d+)\)$")
 SCORE_LINE = re.compile(r"^(accuracy|token_f1): (\d\.\d{3}) \(n=(\d+)\)$")
-
-
-def _check(result):
-    assert result.returncode == 0, f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
-    return result
-
-
-@pytest.fixture(scope="session")
-def demo_model_dir(cookies_session):
-    """SmolLM2 materialised once by a baked project's own get_model.py."""
-    from conftest import OFFLINE, BakedProject
-
-    result = cookies_session.bake(extra_context={**OFFLINE, "base_model": DEMO_MODEL, "project_slug": "materialise"})
-    project = BakedProject(result)
-    _check(project.run("setup/get_model.py"))
-    return project.path / "model-cache/SmolLM2-135M-Instruct"
-
-
-@pytest.fixture(scope="session")
-def tiny_phi3_dir(tmp_path_factory, demo_model_dir):
-    """A randomly initialised 2-layer Phi-3 (a few MB) with the demo model's tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, Phi3Config, Phi3ForCausalLM
-
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(demo_model_dir)
-    config = Phi3Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        # the non-LongRoPE Phi-3 builder requires these two to be equal
-        max_position_embeddings=256,
-        original_max_position_embeddings=256,
-        rope_scaling=None,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    folder = tmp_path_factory.mktemp("tiny-phi3")
-    Phi3ForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.mark.parametrize(("method", "data_format"), [("lora", "columns"), ("qlora", "messages")])

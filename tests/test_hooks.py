@@ -34,7 +34,7 @@ BAD_ANSWERS = [
     pytest.param({"text_template": "Text: {phrase}"}, "must contain two placeholders", id="template-one-column"),
     pytest.param({"text_template": "no placeholders"}, "must contain two placeholders", id="template-none"),
     pytest.param({"text_template": "{phrase} {lang} {tone}"}, "only {phrase} and {tone} are", id="template-extra"),
-    pytest.param({"text_template": "{tone}: {phrase} {tone}"}, "exactly once", id="template-answer-twice"),
+    pytest.param({"text_template": "{tone}: {phrase} {tone}"}, "once each", id="template-answer-twice"),
     pytest.param({"text_template": "{phrase} {tone"}, "text_template is not a valid template", id="template-brace"),
     pytest.param({"text_template": "{a{b}} {tone}"}, "text_template", id="template-nested-braces"),
     pytest.param({"device": "cpu", "precision": "fp16"}, "precision=fp16 needs device=cuda", id="fp16-cpu"),
@@ -64,7 +64,7 @@ def test_local_model_of_another_architecture_is_rejected(cookies, capfd, tmp_pat
 def test_failed_download_keeps_project_and_prints_retry(cookies, capfd, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub call fails at once, as when offline
     monkeypatch.setenv("HF_TOKEN", "hf_do_not_write_me_0123456789")
-    result = cookies.bake(extra_context={"download_model": "yes", "install_dependencies": "no"})
+    result = cookies.bake(extra_context={"__download_model": "yes", "install_dependencies": "no"})
     assert result.exception is None and result.exit_code == 0
     assert (result.project_path / "fine-tuning/olive-config.json").is_file()
     err = capfd.readouterr().err
@@ -92,7 +92,7 @@ def test_install_commands_put_torch_first(bake, monkeypatch):
     install = project.script("setup/install.py")
     monkeypatch.chdir(project.path)
     monkeypatch.setenv("TORCH_INDEX_URL", "https://example.invalid/cpu")
-    torch_command, requirements_command = install.install_commands("py")
+    torch_command, requirements_command, project_command = install.install_commands("py")
     assert torch_command == [
         "py",
         "-m",
@@ -103,6 +103,7 @@ def test_install_commands_put_torch_first(bake, monkeypatch):
         "https://example.invalid/cpu",
     ]
     assert requirements_command == ["py", "-m", "pip", "install", "-r", "setup/requirements.txt"]
+    assert project_command == ["py", "-m", "pip", "install", "--no-deps", "-e", "."]  # the project's slm package
 
 
 class FakeHub:
@@ -167,7 +168,7 @@ def test_gated_model_error_says_what_to_do(bake, monkeypatch, capsys):
     monkeypatch.chdir(project.path)
     response = SimpleNamespace(headers={}, request=None, status_code=403)  # what the hub answers for a gated repo
     monkeypatch.setattr(huggingface_hub, "snapshot_download", FakeHub(GatedRepoError("403 gated", response=response)))
-    assert get_model.main() == 1
+    assert get_model.main([]) == 1
     err = capsys.readouterr().err
     assert "ERROR: microsoft/Phi-4-mini-instruct is gated: accept its licence" in err
     assert "Retry from the project root: python setup/get_model.py" in err

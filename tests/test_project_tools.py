@@ -175,8 +175,8 @@ def _conversation(user, answer, system=SYSTEM):
 
 CHATS = [_conversation(f"sentence number {i} about something", ["joy", "fear"][i % 2]) for i in range(20)]
 BAD_CHAT_LINES = [
-    ('{"messages": [', "line 1: not valid JSON"),
-    ('{"text": "hello"}', "line 2: no 'messages' list"),
+    ('{"messages": [', "not valid JSON"),
+    ('{"text": "hello"}', "no 'messages' list"),
     ('{"messages": [{"role": "bot", "content": "hi"}, {"role": "assistant", "content": "joy"}]}', "unknown role 'bot'"),
     ('{"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "joy"}]}', "content is empty"),
     ('{"messages": [{"role": "user", "content": 7}, {"role": "assistant", "content": "joy"}]}', "must be a string"),

@@ -173,6 +173,7 @@ def submit(argv=None):
         job = apply_settings(load_job_offline(project), args)
         if args.dry_run:
             print(job._to_yaml())
+            print(f"compute {job.compute}, experiment {job.experiment_name}")
             print(
                 f"OK: {JOB_FILE.as_posix()} is a valid Azure ML command job for workspace "
                 f"{settings['workspace_name']} (nothing was sent)"

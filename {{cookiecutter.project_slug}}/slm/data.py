@@ -18,6 +18,11 @@ from pathlib import Path
 from slm.errors import UserError
 
 ROLES = ("system", "user", "assistant")
+
+
+class InvalidJson(str):
+    """A JSON Lines line that does not parse: reported with the other problems of its file."""
+
 # how many problems one error shows before summing up the rest
 MAX_SHOWN = 50
 
@@ -38,14 +43,13 @@ def read_records(path):
             raise UserError(f"{path.as_posix()}: empty CSV, expected a header row")
         return [(f"row {number}", row) for number, row in enumerate(reader, start=1)]
     if suffix in (".jsonl", ".ndjson"):
-        records, problems = [], []
+        records = []
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
                     records.append((f"line {number}", json.loads(line)))
                 except json.JSONDecodeError as error:
-                    problems.append(f"{path.as_posix()}: line {number}: not valid JSON ({error.msg})")
-        _raise_if(problems)
+                    records.append((f"line {number}", InvalidJson(f"not valid JSON ({error.msg})")))
         return records
     if suffix == ".json":
         try:
@@ -111,7 +115,9 @@ def check_rows(path, records, task):
     problems = []
     for place, row in records:
         where = f"{Path(path).as_posix()}: {place}"
-        if task.data_format == "messages":
+        if isinstance(row, InvalidJson):
+            problems.append(f"{where}: {row}")
+        elif task.data_format == "messages":
             problems += messages_problems(where, row, task.message_col)
         else:
             problems += columns_problems(where, row, task.columns)

@@ -31,6 +31,9 @@ class OnnxEngine:
         self.model = og.Model(config)
         genai_config = json.loads((Path(model_dir) / "genai_config.json").read_text(encoding="utf-8"))
         self.context_length = genai_config["model"]["context_length"]
+        eos = genai_config["model"].get("eos_token_id", [])
+        # every id the runtime stops at (Phi-3 ends a turn with <|end|>, not only its tokenizer's eos)
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
 
     def generate_ids(self, prompt_ids, max_new_tokens, ignore_eos=False, guidance_regex=None):
         params = self._og.GeneratorParams(self.model)

@@ -1,0 +1,14 @@
+"""Load figures for a running serve.py: aggregate tokens/s and latency under concurrent clients.
+
+A thin entry point: the code is in slm.serve_load.
+"""
+
+import sys
+
+try:
+    from slm.serve_load import main
+except ModuleNotFoundError as error:  # run outside .venv, or before setup/install.py
+    sys.exit(f"ERROR: {error.name} is missing for {sys.executable}: run `python setup/install.py`, use .venv's python")
+
+if __name__ == "__main__":
+    sys.exit(main())
