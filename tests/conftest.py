@@ -35,11 +35,13 @@ def forget_olive_components():
     """Olive reads the source of an earlier registration of the same pre-processing component to compare
     the two, and an earlier baked project's copy may be deleted by now: forget it. (In use, a process
     has one project.)"""
-    from olive.common.import_lib import import_module_from_file
+    from olive.common.import_lib import import_module_from_file, import_user_module
     from olive.data.registry import Registry
 
     Registry._REGISTRY["pre_process_data"].pop("answer_only_pre_process", None)
-    import_module_from_file.cache_clear()  # so that the next import registers it again
+    # both are cached by their arguments: clear them so that the next import registers it again
+    import_user_module.cache_clear()
+    import_module_from_file.cache_clear()
 
 
 @dataclass
