@@ -73,3 +73,39 @@ def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format)
         # Every run measured here scored 0.86 or more (README); 0.7 leaves room for CPU non-determinism
         # while any break in training, masking, export or prompting falls far below it.
         assert accuracy >= 0.7, result.stdout
+
+
+@pytest.mark.parametrize("data_format", ["columns", "messages"])
+def test_training_batch_learns_only_the_answer(bake, demo_model_dir, data_format, monkeypatch):
+    """The batch Olive's LoRA pass trains on, from a rendered project's own config: -100 on every token of
+    the prompt (exactly the prompt infer.py sends), the answer's real ids after it, -100 on padding."""
+    from conftest import forget_olive_components
+    from olive.passes.pytorch.lora import LoRA
+    from olive.passes.pytorch.train_utils import get_training_dataset
+    from olive.workflows.run.config import RunConfig
+    from transformers import AutoTokenizer
+
+    project = bake(base_model=DEMO_MODEL, local_model_path=str(demo_model_dir), data_format=data_format)
+    monkeypatch.chdir(project.path)
+    forget_olive_components()
+    run_config = RunConfig.parse_file_or_obj(project.read_json("fine-tuning/olive-config.json"))
+    dataset = get_training_dataset(run_config.data_configs[0])
+    tokenizer = AutoTokenizer.from_pretrained(str(demo_model_dir))
+    batch = LoRA.collate_batch([dataset[i] for i in range(8)], tokenizer)
+    project_module = project.module("slm.project").Project.load()
+    rows = project.module("slm.data").load_rows(project_module.train_file, project_module.task)[:8]
+    end = tokenizer.eos_token if data_format == "columns" else "<|im_end|>"
+    for index, row in enumerate(rows):
+        ids, labels = batch["input_ids"][index].tolist(), batch["labels"][index].tolist()
+        length = int(batch["attention_mask"][index].sum())
+        prompt_ids = tokenizer(project_module.task.prompt_for_row(row, tokenizer), add_special_tokens=False)[
+            "input_ids"
+        ]
+        assert ids[: len(prompt_ids)] == prompt_ids  # the inference prompt is exactly the trained prefix
+        assert set(labels[: len(prompt_ids)]) == {-100}  # no loss on any prompt token
+        answer = project_module.task.reference(row)
+        learned = [label for label in labels[len(prompt_ids) : length] if label != -100]
+        assert learned == ids[len(prompt_ids) : len(prompt_ids) + len(learned)]  # real ids, right after the prompt
+        assert tokenizer.decode(learned).replace(end, "").strip() == answer  # ... and they are the answer
+        assert learned[-1] == tokenizer.convert_tokens_to_ids(end)  # ending with the end token
+        assert set(labels[length:]) <= {-100}  # padding

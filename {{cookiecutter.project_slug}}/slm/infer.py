@@ -73,9 +73,9 @@ class Prompter:
     def __init__(self, project, generator, chat=False, max_new_tokens=None, labels=None):
         self.task, self.generator, self.chat = project.task, generator, chat
         self.system_prompt = project.system_prompt
-        self.max_new_tokens = max_new_tokens or (
-            CHAT_MAX_NEW_TOKENS if chat or self.task.data_format == "messages" else TASK_MAX_NEW_TOKENS
-        )
+        default = CHAT_MAX_NEW_TOKENS if chat or self.task.data_format == "messages" else TASK_MAX_NEW_TOKENS
+        # by default an answer may take up to a quarter of a small model's context, so a prompt still fits
+        self.max_new_tokens = max_new_tokens or min(default, generator.engine.context_length // 4)
         # a task answer is one line; a chat answer runs until the model ends it
         self.stop_at_newline = not chat and self.task.data_format == "columns"
         self.labels = labels
