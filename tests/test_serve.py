@@ -48,7 +48,7 @@ def server(served_project):
     process = subprocess.Popen(
         [sys.executable, "inferences/serve.py", "--port", str(port)],
         cwd=served_project.path,
-        env={**os.environ, "SERVE_API_KEY": KEY},
+        env={**os.environ, "SERVE_API_KEY": KEY, "PYTHONPATH": str(served_project.path)},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -178,14 +178,8 @@ def test_eight_concurrent_requests_all_answer(client):
 
 
 def test_open_bind_without_key_is_refused(served_project):
-    env = {k: v for k, v in os.environ.items() if k != "SERVE_API_KEY"}
-    result = subprocess.run(
-        [sys.executable, "inferences/serve.py", "--host", "0.0.0.0", "--port", str(free_port())],
-        cwd=served_project.path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
+    result = served_project.run(
+        "inferences/serve.py", "--host", "0.0.0.0", "--port", str(free_port()), timeout=60, env={"SERVE_API_KEY": ""}
     )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
