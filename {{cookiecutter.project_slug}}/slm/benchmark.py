@@ -1,7 +1,9 @@
-"""Side by side: the fine-tuned model on ONNX Runtime GenAI vs the same model in PyTorch.
+"""Side by side: the fine-tuned model on ONNX Runtime GenAI vs the same model in PyTorch
+(and vs llama.cpp, when llama-cpp-python is installed).
 
 Run from the project root, after `olive run`:
     python inferences/benchmark.py [--prompts N] [--max-new-tokens 32] [--device cpu|cuda]
+                                   [--peer-quants Q4_0,Q4_1,Q4_K_M]
 
 Both engines get the same prompts (the held-out rows, every one of them when there are at
 most 300, built exactly as in training), greedy decoding, and exactly --max-new-tokens new tokens each (end-of-sequence
@@ -12,6 +14,11 @@ memory is its own.
   ONNX     gen-model/model/                           (ModelBuilder output)
   PyTorch  the MergeAdapterWeights output in gen-model/olive-cache/, found through
            gen-model/model/footprint.json (override with --merged-model DIR)
+  llama.cpp the same merged model converted to GGUF (gen-model/llama-peer/<QUANT>/), CPU only,
+           2 threads; skipped with a one-line hint when llama-cpp-python is not installed
+
+Each engine's row also shows the bytes of weights read per generated token and the GB/s
+that makes at its decode speed, beside a memory-bandwidth probe of this machine.
 
 Writes gen-model/benchmark.json and gen-model/benchmark.png. The last line printed is
 `speedup: N.Nx` (ONNX decode tokens/s divided by PyTorch decode tokens/s).
@@ -25,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+from slm import bandwidth, llama_peer
 from slm.data import load_rows
 from slm.engines import ENGINES, TextGenerator, load_tokenizer, weights_size_bytes
 from slm.errors import UserError, cli
@@ -37,6 +45,9 @@ CHART = Path("gen-model/benchmark.png")
 # the whole held-out file is timed by default up to this many rows
 ALL_ROWS_UP_TO = 300
 DEFAULT_PROMPTS = 20
+PEER_DIR = Path("gen-model/llama-peer")
+# the child processes can run the llama.cpp peer too (imported only when measured)
+CHILD_ENGINES = {**ENGINES, "llama": llama_peer.LlamaCppEngine}
 
 
 def merged_model_dir(onnx_dir):
@@ -89,7 +100,7 @@ def measure(engine_name, model_dir, rows, task, max_new_tokens, device):
     from tqdm import tqdm
 
     memory = PeakMemory()
-    generator = TextGenerator(ENGINES[engine_name](model_dir, device), load_tokenizer(model_dir))
+    generator = TextGenerator(CHILD_ENGINES[engine_name](model_dir, device), load_tokenizer(model_dir))
     engine, tokenizer = generator.engine, generator.tokenizer
     prompts = [generator.encode(task.prompt_for_row(row, tokenizer)) for row in rows]
     stop_at_newline = task.data_format == "columns"
@@ -115,16 +126,20 @@ def measure(engine_name, model_dir, rows, task, max_new_tokens, device):
         answer = tokenizer.decode(answer_ids).strip()
         answers.append(answer.split("\n")[0] if stop_at_newline else answer)
     metric, value = score(answers, [task.reference(row) for row in rows])
+    decode_median = statistics.median(decode_rates)
+    read_per_token, _ = bandwidth.weight_bytes_per_token(model_dir)
     return {
         "engine": engine.name,
         "model_dir": str(model_dir),
         "tokens_per_answer": max_new_tokens,
         "time_to_first_token_ms_median": 1000 * statistics.median(first_token),
-        "decode_tokens_per_s_median": statistics.median(decode_rates),
+        "decode_tokens_per_s_median": decode_median,
         "latency_s_median": statistics.median(latencies),
         "latency_s_p90": percentile(latencies, 0.9),
         "peak_rss_mb": memory.megabytes,
         "weights_on_disk_mb": weights_size_bytes(model_dir) / 2**20,
+        "weights_read_per_token_mb": read_per_token / 2**20,
+        "decode_weight_gb_per_s": bandwidth.decode_bandwidth_gbs(read_per_token, decode_median),
         "metric": metric,
         "score": value,
         "prompts": len(rows),
@@ -164,33 +179,76 @@ ROWS = [
     ("latency per answer (s, p90)", "latency_s_p90", "{:.3f}"),
     ("peak resident memory (MB)", "peak_rss_mb", "{:.0f}"),
     ("weights on disk (MB)", "weights_on_disk_mb", "{:.1f}"),
+    ("weights read per token (MB)", "weights_read_per_token_mb", "{:.1f}"),
+    ("decode weight traffic (GB/s)", "decode_weight_gb_per_s", "{:.1f}"),
     ("score on the prompts (accuracy or token F1)", "score", "{:.3f}"),
 ]
 
 
-def print_table(onnx, torch):
-    print(f"{'':34}{'ONNX Runtime GenAI':>20}{'PyTorch':>12}")
+def print_table(results):
+    """results: [(column title, result dict)] in display order."""
+    widths = [max(12, len(title) + 2) for title, _ in results]
+    print(f"{'':44}" + "".join(f"{title:>{w}}" for (title, _), w in zip(results, widths, strict=True)))
     for label, key, fmt in ROWS:
-        print(f"{label:34}{fmt.format(onnx[key]):>20}{fmt.format(torch[key]):>12}")
+        cells = "".join(f"{fmt.format(r[key]):>{w}}" for (_, r), w in zip(results, widths, strict=True))
+        print(f"{label:44}{cells}")
 
 
-def draw_chart(onnx, torch, path):
+CHART_KEYS = {
+    "time_to_first_token_ms_median",
+    "decode_tokens_per_s_median",
+    "latency_s_median",
+    "peak_rss_mb",
+    "weights_on_disk_mb",
+    "score",
+}
+
+
+def draw_chart(results, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [row for row in ROWS if row[1] != "latency_s_p90"]
-    figure, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4))
+    shown = [row for row in ROWS if row[1] in CHART_KEYS]
+    colours = ["#2b7bba", "#b0b0b0", "#e08a2c", "#f0b45c", "#c4661a", "#7a4a1a"]
+    figure, axes = plt.subplots(1, len(shown), figsize=(max(3.2, 0.9 * len(results) + 1) * len(shown), 3.6))
     for axis, (label, key, fmt) in zip(axes, shown, strict=True):
-        values = [onnx[key], torch[key]]
-        bars = axis.bar(["ONNX Runtime", "PyTorch"], values, color=["#2b7bba", "#b0b0b0"])
+        values = [r[key] for _, r in results]
+        bars = axis.bar([title for title, _ in results], values, color=colours[: len(results)])
         axis.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8)
         axis.set_title(label, fontsize=9)
-        axis.tick_params(labelsize=8)
-    figure.suptitle(f"{onnx['prompts']} prompts, {onnx['tokens_per_answer']} new tokens each, greedy")
+        axis.tick_params(labelsize=7)
+        axis.tick_params(axis="x", labelrotation=30)
+    first = results[0][1]
+    figure.suptitle(f"{first['prompts']} prompts, {first['tokens_per_answer']} new tokens each, greedy")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
+
+
+def peer_quants(text):
+    quants = [q.strip().upper() for q in text.split(",") if q.strip()]
+    for quant in quants:
+        llama_peer.quant_ftype(quant)  # an unknown name stops here with the list of known ones
+    return quants
+
+
+def measure_peers(quants, merged_dir, args):
+    """[(title, result)] for each llama.cpp quantization; [] (and a hint) when the peer is absent."""
+    if not quants:
+        return []
+    if args.device != "cpu":
+        print("llama.cpp peer skipped: it is measured on CPU only (--device cpu)", file=sys.stderr)
+        return []
+    if not llama_peer.peer_available():
+        print(llama_peer.PEER_HINT, file=sys.stderr)
+        return []
+    results = []
+    for quant in quants:
+        print(f"converting the merged model to GGUF {quant} ...", file=sys.stderr, flush=True)
+        folder = llama_peer.convert_to_gguf(merged_dir, PEER_DIR, quant)
+        results.append((f"llama.cpp {quant}", run_child("llama", folder, args)))
+    return results
 
 
 def parse_args(argv, project):
@@ -212,7 +270,12 @@ def parse_args(argv, project):
     parser.add_argument("--eval-file", type=Path, default=project.eval_file)
     parser.add_argument("--onnx-model", type=Path, help="ONNX model folder (default: the config's output_dir)")
     parser.add_argument("--merged-model", type=Path, help="merged PyTorch model folder (default: from the footprint)")
-    parser.add_argument("--child", choices=sorted(ENGINES), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--peer-quants",
+        default="Q4_0,Q4_1,Q4_K_M",
+        help="llama.cpp quantizations to compare when llama-cpp-python is installed ('' for none)",
+    )
+    parser.add_argument("--child", choices=sorted(CHILD_ENGINES), help=argparse.SUPPRESS)
     parser.add_argument("--child-model", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -239,20 +302,30 @@ def main(argv=None):
             f"no merged PyTorch model in {merged_dir.as_posix()} (was gen-model/olive-cache/ deleted?): re-run "
             "`olive run --config fine-tuning/olive-config.json`, or pass --merged-model DIR"
         )
+    quants = peer_quants(args.peer_quants)
     onnx = run_child("onnx", onnx_dir, args)
     torch = run_child("torch", merged_dir, args)
+    peers = measure_peers(quants, merged_dir, args)
     speedup = onnx["decode_tokens_per_s_median"] / torch["decode_tokens_per_s_median"]
     summary = {
         "onnx": onnx,
         "pytorch": torch,
         "speedup_decode": speedup,
         "size_ratio": onnx["weights_on_disk_mb"] / torch["weights_on_disk_mb"],
+        "llama_cpp": {title.split()[-1]: result for title, result in peers},
+        "memory_bandwidth_probe_gb_per_s": bandwidth.probe_memory_bandwidth(),
         "settings": {"prompts": len(rows), "max_new_tokens": args.max_new_tokens, "device": args.device},
     }
     RESULTS.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    draw_chart(onnx, torch, CHART)
-    print_table(onnx, torch)
+    table = [("ONNX Runtime GenAI", onnx), ("PyTorch", torch), *peers]
+    draw_chart(table, CHART)
+    print_table(table)
     print(f"ONNX size is {100 * summary['size_ratio']:.0f}% of the merged PyTorch weights")
+    probe = summary["memory_bandwidth_probe_gb_per_s"]
+    print(f"memory bandwidth probe (numpy copy, read+write): {probe:.1f} GB/s on this machine")
+    for title, result in peers:
+        ratio = onnx["decode_tokens_per_s_median"] / result["decode_tokens_per_s_median"]
+        print(f"ONNX decode is {ratio:.2f}x {title}")
     print(f"wrote {RESULTS.as_posix()} and {CHART.as_posix()}")
     print(f"speedup: {speedup:.1f}x")
     return 0

@@ -23,6 +23,7 @@ ROLES = ("system", "user", "assistant")
 class InvalidJson(str):
     """A JSON Lines line that does not parse: reported with the other problems of its file."""
 
+
 # how many problems one error shows before summing up the rest
 MAX_SHOWN = 50
 

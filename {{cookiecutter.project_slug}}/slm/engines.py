@@ -153,7 +153,7 @@ def label_regex(labels):
     )
 
 
-WEIGHT_SUFFIXES = {".onnx", ".data", ".safetensors", ".bin"}
+WEIGHT_SUFFIXES = {".onnx", ".data", ".safetensors", ".bin", ".gguf"}
 
 
 def weights_size_bytes(model_dir):
