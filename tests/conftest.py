@@ -1,10 +1,14 @@
+import contextlib
 import importlib
 import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,3 +153,42 @@ def tiny_phi3_dir(tmp_path_factory, demo_model_dir):
     Phi3ForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(project, key=None):
+    """`python inferences/serve.py` of a baked project on a free port; yields its base URL, stops it after."""
+    port = free_port()
+    log_path = project.path / "serve.log"
+    env = {**os.environ, "SERVE_API_KEY": key or "", "PYTHONPATH": str(project.path)}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "inferences/serve.py", "--port", str(port)],
+            cwd=project.path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/", timeout=2)
+                break
+            except OSError:
+                if process.poll() is not None or time.time() > deadline:
+                    process.kill()
+                    pytest.fail(log_path.read_text())
+                time.sleep(0.5)
+        try:
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert process.returncode in (0, -15), log_path.read_text()

@@ -6,27 +6,17 @@ import concurrent.futures
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import OFFLINE, BakedProject, check
+from conftest import OFFLINE, BakedProject, check, free_port, running_server
 
 pytestmark = pytest.mark.slow
 
 KEY = "test-key-not-secret"
 GREEDY_TEXT = "I got the job!"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -43,31 +33,8 @@ def served_project(cookies_session, tiny_phi3_dir):
 @pytest.fixture(scope="module")
 def server(served_project):
     """uvicorn serving the project on a random free port, with an API key; yields the base URL."""
-    port = free_port()
-    log = open(served_project.path / "serve.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "inferences/serve.py", "--port", str(port)],
-        cwd=served_project.path,
-        env={**os.environ, "SERVE_API_KEY": KEY, "PYTHONPATH": str(served_project.path)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/", timeout=2)
-            break
-        except OSError:
-            if process.poll() is not None or time.time() > deadline:
-                process.kill()
-                pytest.fail((served_project.path / "serve.log").read_text())
-            time.sleep(0.5)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
-    assert process.returncode in (0, -15), (served_project.path / "serve.log").read_text()
+    with running_server(served_project, KEY) as url:
+        yield url
 
 
 @pytest.fixture

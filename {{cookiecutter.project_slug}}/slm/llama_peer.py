@@ -156,7 +156,7 @@ def convert_to_gguf(merged_model_dir, out_dir, quant="Q4_1", converter=None, thr
         script = Path(converter) if converter else fetch_converter(out_dir / "llama.cpp")
         f32_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, str(script), "--outtype", "f32", "--outfile", str(f32), str(merged_model_dir)]
-        # the converter puts its own gguf-py first on sys.path unless NO_LOCAL_GGUF is set
+        # the converter puts its own gguf-py first on its import path unless NO_LOCAL_GGUF is set
         env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         if result.returncode != 0 or not f32.is_file():

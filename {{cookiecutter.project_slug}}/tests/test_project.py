@@ -1,5 +1,6 @@
 """Fast self-checks of this project: run `pytest` from the project root (no model needed)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -36,5 +37,7 @@ def test_every_script_the_readme_names_answers_help():
     scripts = sorted(set(re.findall(r"python ([\w/-]+\.py)", readme)) - {"setup/install.py"})
     assert "inferences/infer.py" in scripts and "datasets/prepare.py" in scripts
     for script in scripts:
-        result = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True)
+        # the package from this folder, installed or not, as pytest itself imports it (pyproject.toml)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        result = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, env=env)
         assert result.returncode == 0, f"{script}: {result.stderr}"
