@@ -56,7 +56,9 @@ def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method, data_format):
     assert (project.path / "gen-model/benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("data_format", ["columns", "messages"])
+# The columns format with these answers is what scripts/demo.sh runs (and scripts/measure_quality.py
+# measures); CI runs the chat format here, and the columns path through the tiny Phi-3 and the masking test.
+@pytest.mark.parametrize("data_format", ["messages"])
 def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format):
     """SmolLM2 with every answer but the model (and the data format) at its default, as a user gets it."""
     demo_answers = yaml.safe_load((TEMPLATE / "scripts/demo-answers.yaml").read_text())["default_context"]
