@@ -129,12 +129,6 @@ class TextGenerator:
         result.text = emitted.strip()
         result.total_seconds = time.perf_counter() - start
 
-    def complete(self, prompt, max_new_tokens, stop_at_newline=False, labels=None):
-        result = Generation()
-        for _ in self.stream(prompt, max_new_tokens, stop_at_newline, result, labels):
-            pass
-        return result
-
 
 # the characters Rust's regex_syntax::escape escapes: the guidance engine (llguidance) reads Rust regex
 # syntax, where Python's re.escape would also escape spaces and others that Rust reads differently
