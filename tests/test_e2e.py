@@ -11,7 +11,7 @@ import re
 
 import pytest
 import yaml
-from conftest import DEMO_MODEL, TEMPLATE, running_server
+from conftest import DEMO_MODEL, TEMPLATE
 from conftest import check as _check
 
 pytestmark = pytest.mark.slow
@@ -75,22 +75,6 @@ def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format)
         # Every run measured here scored 0.81 or more (README); 0.7 leaves room for CPU non-determinism
         # while any break in training, masking, export or prompting falls far below it.
         assert accuracy >= 0.7, result.stdout
-    # the same model through the OpenAI-compatible server: a client sending a bare sentence gets a label
-    from openai import OpenAI
-
-    with running_server(project) as url:
-        client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
-        rows = project.module("slm.data").load_rows(
-            project.path / ("datasets/eval.jsonl" if data_format == "messages" else "datasets/eval.json"),
-            project.module("slm.project").Project.load(project.path / "fine-tuning/olive-config.json").task,
-        )
-        labels = {"joy", "sadness", "fear", "surprise"}
-        for row in rows[:: len(rows) // 8]:
-            sentence = row["messages"][-2]["content"] if data_format == "messages" else row["phrase"]
-            answer = client.chat.completions.create(
-                model="tone-demo", temperature=0, messages=[{"role": "user", "content": sentence}]
-            )
-            assert answer.choices[0].message.content.strip() in labels, answer
 
 
 @pytest.mark.parametrize("data_format", ["columns", "messages"])
