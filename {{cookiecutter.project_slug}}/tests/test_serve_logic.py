@@ -1,0 +1,118 @@
+"""The server's engine loop and answer text, with stand-ins for onnxruntime-genai (no model needed)."""
+
+import asyncio
+import threading
+import types
+
+from slm.serve import EngineBackend, GenerationFailed, text_pieces
+
+NOT_READY = "Expected at least one request to be ready, but none were found."
+
+
+class FakeRequest:
+    def __init__(self, tokens, done_after_step):
+        self.pending, self.done_after_step, self.steps = list(tokens), done_after_step, 0
+
+    def give_token(self):
+        self.steps += 1
+        self.unseen = [self.pending.pop(0)] if self.pending else []
+
+    def has_unseen_tokens(self):
+        return bool(getattr(self, "unseen", []))
+
+    def get_unseen_token(self):
+        return self.unseen.pop(0)
+
+    def is_done(self):
+        return self.steps >= self.done_after_step
+
+
+class FakeEngine:
+    """step() gives every request a token, then raises `error` if set (as og.Engine 0.14 can)."""
+
+    def __init__(self, requests, error=None, moves=True):
+        self.requests, self.error, self.moves, self.removed = requests, error, moves, []
+
+    def step(self):
+        if self.moves:
+            for request in self.requests:
+                request.give_token()
+        if self.error:
+            raise RuntimeError(self.error)
+
+    def remove_request(self, request):
+        self.removed.append(request)
+
+
+class FakeJob:
+    def __init__(self):
+        self.items, self.cancelled = [], False
+
+    def _put(self, item):
+        self.items.append(item)
+
+
+def backend_with(engine_factory):
+    backend = object.__new__(EngineBackend)
+    backend._og = types.SimpleNamespace(Engine=lambda model: engine_factory())
+    backend.model, backend._lock, backend._active = None, threading.Lock(), 2
+    return backend
+
+
+def test_a_step_that_finishes_a_request_and_raises_not_ready_keeps_serving():
+    finishing, running = FakeRequest([7], done_after_step=1), FakeRequest([8, 9], done_after_step=2)
+    engine = FakeEngine([finishing, running], error=NOT_READY)
+    backend = backend_with(lambda: None)
+    jobs = {1: (finishing, FakeJob()), 2: (running, FakeJob())}
+    finishing_job, running_job = jobs[1][1], jobs[2][1]
+    assert backend._step(engine, jobs) is engine  # no fresh engine: nothing was lost
+    assert finishing_job.items == [7, None]  # its token, then the end of its stream
+    assert running_job.items == [8] and list(jobs) == [2]
+    assert engine.removed == [finishing] and backend._active == 1
+
+
+def test_a_step_that_moves_nothing_fails_the_requests_in_flight_and_starts_a_fresh_engine():
+    stuck = FakeRequest([], done_after_step=99)
+    engine = FakeEngine([stuck], error="out of memory", moves=False)
+    fresh = object()
+    backend = backend_with(lambda: fresh)
+    job = FakeJob()
+    jobs = {1: (stuck, job)}
+    assert backend._step(engine, jobs) is fresh
+    assert jobs == {} and isinstance(job.items[0], GenerationFailed)
+    assert job.items[0].status == 500 and "out of memory" in job.items[0].message
+
+
+class TokenJob:
+    def __init__(self, tokens):
+        self.tokens = tokens
+
+    def cancel(self):
+        pass
+
+    async def _stream(self):
+        for token in self.tokens:
+            yield token
+
+    def __aiter__(self):
+        return self._stream()
+
+
+TEXT = {1: " joy", 2: " ", 3: "\n", 4: "more"}
+EOS = 0
+TASK_BACKEND = types.SimpleNamespace(
+    eos_ids={EOS}, stop_at_newline=True, decode=lambda ids: "".join(TEXT[t] for t in ids if t != EOS)
+)
+
+
+def answer_text(tokens):
+    async def collect():
+        return "".join([piece async for piece in text_pieces(TASK_BACKEND, TokenJob(tokens), 8)])
+
+    return asyncio.run(collect())
+
+
+def test_a_task_answer_is_the_label_alone_as_infer_prints_it():
+    assert answer_text([1, 2, EOS]) == "joy"  # no trailing space before the end of sequence
+    assert answer_text([1, 2, 3, 4]) == "joy"  # the first line only
+    assert answer_text([1, 2, 4]) == "joy more"  # inner spaces are kept once more text follows
