@@ -32,6 +32,7 @@ COMMON_FILES = {
     "slm/llama_peer.py",
     "tests/test_bandwidth.py",
     "tests/test_llama_peer.py",
+    "tests/test_serve_logic.py",
     "slm/serve.py",
     "slm/serve_load.py",
     "slm/serve_page.py",
