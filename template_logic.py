@@ -40,7 +40,10 @@ KNOBS = {
 # Answers of earlier template versions. Cookiecutter passes an old name through only from a
 # replay file (on the command line it drops names the template no longer has, before any hook
 # runs), so these are what a replayed older project can carry.
-RENAMED = {name: f"__{name}" for name in KNOBS} | {"download_model": "__download_model"}
+RENAMED = {name: f"__{name}" for name in KNOBS} | {
+    "download_model": "__download_model",
+    "olive_telemetry": "__olive_telemetry",
+}
 MOVED_TO_SUBMIT_TIME = {
     "azure_subscription_id": ".azureml/config.json (subscription_id)",
     "azure_resource_group": ".azureml/config.json (resource_group)",
@@ -132,6 +135,10 @@ def resolve(answers):
         # empty: the same as install_dependencies
         "download_model": answers.get("__download_model") or answers["install_dependencies"],
     }
+    if resolved.get("__olive_telemetry", "no") not in ("yes", "no"):
+        raise AnswerError(f"olive_telemetry={resolved['__olive_telemetry']!r}: answer yes or no")
+    resolved["olive_telemetry"] = resolved.get("__olive_telemetry", "no")
+    resolved.setdefault("export", "merged")  # replay files of older versions have no export answer
     defaults = resolved["model"]["training"]
     for name in KNOBS:
         given = str(answers.get(f"__{name}", "")).strip()
@@ -186,7 +193,13 @@ def check_local_model(answers):
     config_file = path / "config.json"
     if not config_file.is_file():
         raise AnswerError(f"local_model_path {local!r} has no config.json; point it at a Hugging Face model folder")
-    architectures = json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or ["?"]
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if answers["export"] == "adapter" and not isinstance(config.get("num_hidden_layers"), int):
+        raise AnswerError(
+            f"local_model_path {local!r}: config.json has no num_hidden_layers, which export=adapter needs "
+            "(to keep each layer's LoRA weights out of int4); use a complete Hugging Face config.json"
+        )
+    architectures = config.get("architectures") or ["?"]
     expected = answers["model"]["architecture"]
     if architectures[0] != expected:
         same_family = [name for name, model in MODELS.items() if model["architecture"] == architectures[0]]
@@ -239,15 +252,45 @@ CPU_INT4 = {
 }
 
 
+# The names ModelBuilder gives the two MatMuls of a LoRA layer when it builds a model with its
+# adapter (Phi-3's fused qkv_proj / gate_up_proj are unpacked into these projections first).
+LORA_PROJECTIONS = {"attn": ("q_proj", "k_proj", "v_proj", "o_proj"), "mlp": ("gate_proj", "up_proj", "down_proj")}
+
+
+def lora_matmul_names(layers):
+    return [
+        f"/model/layers.{layer}/{block}/{projection}/lora_{part}/MatMul"
+        for layer in range(layers)
+        for block, projections in LORA_PROJECTIONS.items()
+        for projection in projections
+        for part in "AB"
+    ]
+
+
+def layer_count(answers):
+    """The base model's layer count: from a local model's config.json, else the model table."""
+    if answers["local_model_path"]:
+        config = json.loads((Path(answers["local_model_path"]) / "config.json").read_text(encoding="utf-8"))
+        return config["num_hidden_layers"]
+    return answers["model"]["layers"]
+
+
 def model_builder_settings(answers):
     settings = {"precision": answers["precision"]}
     if (answers["device"], answers["precision"]) == ("cpu", "int4"):
         settings |= CPU_INT4
+    if answers["export"] == "adapter" and answers["precision"] == "int4":
+        # The LoRA MatMuls stay fp32, so ExtractAdapters moves them into the adapter file as they are.
+        # Measured on SmolLM2 (README, "Adapters"): int4 LoRA weights decoded at 48 tok/s against 83 in
+        # fp32 (the base alone: 99), and k_quant_mixed cannot quantize them at all (lora_B's input
+        # dimension, the rank, is below the block size).
+        settings["int4_nodes_to_exclude"] = lora_matmul_names(layer_count(answers))
     return settings
 
 
 def olive_config(raw_answers):
-    """The Olive 0.13 workflow for these answers: LoRA/QLoRA -> MergeAdapterWeights -> ModelBuilder."""
+    """The Olive 0.13 workflow for these answers: LoRA/QLoRA, then either MergeAdapterWeights ->
+    ModelBuilder (export=merged) or ModelBuilder with the adapter -> ExtractAdapters (export=adapter)."""
     answers = resolve(raw_answers)
     architecture = answers["model"]["architecture"]
     on_gpu = answers["device"] == "cuda"
@@ -287,6 +330,14 @@ def olive_config(raw_answers):
         pre_process["message_col"] = "messages"
     else:
         pre_process["text_template"] = answers["text_template"]
+    passes = {"finetune": {"type": "QLoRA" if answers["finetune_method"] == "qlora" else "LoRA", "config": finetune}}
+    builder = {"type": "ModelBuilder", "config": model_builder_settings(answers)}
+    if answers["export"] == "adapter":
+        # ModelBuilder builds the LoRA layers as their own MatMuls; ExtractAdapters turns their weights
+        # into optional inputs (left empty: the base model alone) and writes them to an .onnx_adapter file
+        passes |= {"builder": builder, "adapter": {"type": "ExtractAdapters"}}
+    else:
+        passes |= {"merge": {"type": "MergeAdapterWeights"}, "builder": builder}
     return {
         "input_model": {"type": "HfModel", "model_path": model_dir(answers)},
         "systems": {
@@ -313,11 +364,7 @@ def olive_config(raw_answers):
                 "pre_process_data_config": pre_process,
             }
         ],
-        "passes": {
-            "finetune": {"type": "QLoRA" if answers["finetune_method"] == "qlora" else "LoRA", "config": finetune},
-            "merge": {"type": "MergeAdapterWeights"},
-            "builder": {"type": "ModelBuilder", "config": model_builder_settings(answers)},
-        },
+        "passes": passes,
         "host": "local_system",
         "target": "local_system",
         "log_severity_level": 1,

@@ -4,4 +4,4 @@
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 export OLIVE_DISABLE_TELEMETRY=1
-python -m pytest -ra "$@"
+python -m pytest -ra --durations=15 "$@"

@@ -33,6 +33,7 @@ COMMON_FILES = {
     "tests/test_bandwidth.py",
     "tests/test_llama_peer.py",
     "tests/test_serve_logic.py",
+    "tests/test_adapters.py",
     "slm/serve.py",
     "slm/serve_load.py",
     "slm/serve_page.py",
@@ -70,12 +71,12 @@ AZUREML_FILES = {
 # value of every choice; each is rendered, linted and self-tested (test_supported_combination_checks_itself).
 COMBINATIONS = [
     pytest.param({}, id="default"),
-    pytest.param({"finetune_method": "qlora", "precision": "fp32", "olive_telemetry": "yes"}, id="qlora"),
+    pytest.param({"finetune_method": "qlora", "precision": "fp32", "__olive_telemetry": "yes"}, id="qlora"),
     pytest.param({"base_model": "microsoft/Phi-3.5-mini-instruct", "device": "cuda", "precision": "fp16"}, id="cuda"),
     pytest.param(
         {"base_model": "microsoft/Phi-4-mini-instruct", "finetune_method": "qlora", **AZUREML_ANSWERS}, id="azureml"
     ),
-    pytest.param({"base_model": DEMO_MODEL, "data_format": "messages"}, id="messages"),
+    pytest.param({"base_model": DEMO_MODEL, "data_format": "messages", "export": "adapter"}, id="messages-adapter"),
     pytest.param({"base_model": "microsoft/Phi-3-mini-128k-instruct", "local_model_path": "PHI3"}, id="local-model"),
 ]
 
@@ -159,7 +160,8 @@ def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
     model = CONTEXT["_models"][context["base_model"]]
     config = project.read_json("fine-tuning/olive-config.json")
     finetune = config["passes"]["finetune"]
-    assert list(config["passes"]) == ["finetune", "merge", "builder"]
+    expected_passes = {"merged": ["finetune", "merge", "builder"], "adapter": ["finetune", "builder", "adapter"]}
+    assert list(config["passes"]) == expected_passes[context["export"]]
     assert finetune["type"] == {"lora": "LoRA", "qlora": "QLoRA"}[context["finetune_method"]]
     assert finetune["config"]["target_modules"] == CONTEXT["_target_modules"][model["architecture"]]
     # the training settings are the chosen model's row of the table
@@ -187,6 +189,28 @@ def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
         assert not path.startswith("/") and ".." not in path, path
     requirements = (project.path / "setup/requirements.txt").read_text()
     assert ("onnxruntime-genai-cuda==" in requirements) == (context["device"] == "cuda")
+
+
+@pytest.mark.parametrize("precision", ["int4", "fp32"])
+def test_adapter_export_keeps_every_lora_matmul_out_of_int4(bake, precision):
+    """ModelBuilder names each LoRA layer's MatMuls; the int4 export must leave all of them in fp32
+    (k_quant_mixed fails on them, int4 LoRA weights decode slower), and only them."""
+    import template_logic
+
+    config = bake(base_model=DEMO_MODEL, export="adapter", precision=precision).read_json(
+        "fine-tuning/olive-config.json"
+    )
+    assert config["passes"]["adapter"] == {"type": "ExtractAdapters"}
+    excluded = config["passes"]["builder"]["config"].get("int4_nodes_to_exclude")
+    if precision == "fp32":
+        assert excluded is None
+        return
+    layers = CONTEXT["_models"][DEMO_MODEL]["layers"]
+    assert len(excluded) == len(set(excluded)) == layers * 7 * 2
+    assert "/model/layers.0/attn/q_proj/lora_A/MatMul" in excluded
+    assert f"/model/layers.{layers - 1}/mlp/down_proj/lora_B/MatMul" in excluded
+    assert not any("lora" not in name for name in excluded)
+    assert template_logic.layer_count({"local_model_path": "", "model": {"layers": 3}}) == 3
 
 
 def test_every_model_has_training_defaults_in_range():
@@ -294,3 +318,13 @@ def test_every_combination_renders_a_config_olive_accepts_or_is_refused(cookies,
     assert result.exception is None, result.exception
     project = BakedProject(result)
     project.check_config()
+
+
+@pytest.mark.parametrize("base_model", CONTEXT["base_model"])
+def test_adapter_export_renders_a_config_olive_accepts_for_every_model(cookies, base_model):
+    result = cookies.bake(extra_context={**OFFLINE, "base_model": base_model, "export": "adapter"})
+    assert result.exception is None, result.exception
+    project = BakedProject(result)
+    project.check_config()
+    builder = project.read_json("fine-tuning/olive-config.json")["passes"]["builder"]["config"]
+    assert len(builder["int4_nodes_to_exclude"]) == CONTEXT["_models"][base_model]["layers"] * 14

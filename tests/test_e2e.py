@@ -9,10 +9,11 @@
 import concurrent.futures
 import json
 import re
+import shutil
 
 import pytest
 import yaml
-from conftest import DEMO_MODEL, TEMPLATE, running_server
+from conftest import DEMO_MODEL, OFFLINE, TEMPLATE, BakedProject, running_server
 from conftest import check as _check
 
 pytestmark = pytest.mark.slow
@@ -21,13 +22,25 @@ ACCURACY_LINE = re.compile(r"^accuracy: (\d\.\d{3}) \(n=(\d+)\)$")
 SCORE_LINE = re.compile(r"^(accuracy|token_f1): (\d\.\d{3}) \(n=(\d+)\)$")
 
 
-@pytest.mark.parametrize(("method", "data_format"), [("lora", "columns"), ("qlora", "messages")])
-def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method, data_format):
+ADAPTER = "gen-model/model/adapter_weights.onnx_adapter"
+# Not the table's 64: the tiny model's projections are 64 wide, and with the rank equal to a projection's
+# width onnxruntime 1.32 reuses the (empty) LoRA buffer for that projection's output when no adapter is
+# active ("Shape mismatch attempting to re-use buffer. {1,13,0} != {1,13,64}"); real models are wider.
+TINY_LORA_R = "8"
+ERROR_LINE = re.compile(r"^ERROR: .+$")
+
+
+@pytest.mark.parametrize(
+    ("method", "data_format", "export"), [("lora", "columns", "merged"), ("qlora", "messages", "adapter")]
+)
+def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method, data_format, export):
     project = bake(
         local_model_path=str(tiny_phi3_dir),
         finetune_method=method,
         data_format=data_format,
+        export=export,
         __max_steps="4",
+        __lora_r=TINY_LORA_R,
         project_slug=f"phi3-{method}-{data_format}",
     )
     _check(project.run("fine-tuning/check_config.py", "--paths"))
@@ -36,6 +49,7 @@ def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method, data_format):
     assert (model_dir / "genai_config.json").is_file() and (model_dir / "model.onnx").is_file()
     genai = json.loads((model_dir / "genai_config.json").read_text())
     assert genai["model"]["type"] == "phi3"
+    assert (project.path / ADAPTER).is_file() == (export == "adapter")
     _check(project.run("inferences/infer.py", "--prompt", "The storm knocked out power all night."))
 
     # six long chat turns overflow the tiny model's 256-token context: the oldest turns are
@@ -55,12 +69,65 @@ def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method, data_format):
     results = json.loads((project.path / "gen-model/benchmark.json").read_text())
     assert results["onnx"]["prompts"] == results["pytorch"]["prompts"] == 2
     assert (project.path / "gen-model/benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if export == "adapter":
+        assert re.search(r"^adapter overhead: -?\d+%", benchmark.stdout, re.MULTILINE), benchmark.stdout
+        assert results["onnx_base_alone"]["prompts"] == 2
+
+
+@pytest.fixture(scope="session")
+def tiny_phi3_adapters(cookies_session, tiny_phi3_dir):
+    """Two LoRA fine-tunes of the same tiny Phi-3, each exported as an adapter (different learning rates)."""
+    projects = []
+    for slug, learning_rate in (("phi3-adapter-one", "0.05"), ("phi3-adapter-two", "0.02")):
+        answers = {"local_model_path": str(tiny_phi3_dir), "export": "adapter", "project_slug": slug}
+        answers |= {"__max_steps": "4", "__learning_rate": learning_rate, "__lora_r": TINY_LORA_R}
+        project = BakedProject(cookies_session.bake(extra_context={**OFFLINE, **answers}))
+        _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
+        projects.append(project)
+    return projects
+
+
+SWITCHING = """
+import json, sys
+from slm.engines import OnnxEngine
+
+engine = OnnxEngine("gen-model/model")
+engine.load_adapter("one", "gen-model/model/adapter_weights.onnx_adapter")
+engine.load_adapter("two", sys.argv[1])
+generations = {}
+for name in ["one", "two", None, "two", "one", None]:
+    ids = list(engine.generate_ids(list(range(5, 25)), 12, ignore_eos=True, adapter=name))
+    generations.setdefault(str(name), []).append(ids)
+print(json.dumps(generations))
+"""
+
+
+def test_two_adapters_on_one_base_model_switched_per_generation(tiny_phi3_adapters):
+    one, two = tiny_phi3_adapters
+    switched = _check(one.run("-c", SWITCHING, str(two.path / ADAPTER)))
+    generations = json.loads(switched.stdout.strip().splitlines()[-1])
+    for name, runs in generations.items():
+        assert runs[0] == runs[1], f"{name}: the same adapter gave another answer after a switch"
+    assert len({json.dumps(runs[0]) for runs in generations.values()}) == 3, generations
+
+
+def test_a_bad_adapter_file_is_one_error_line(tiny_phi3_adapters, tmp_path):
+    project = tiny_phi3_adapters[0]
+    not_an_adapter = tmp_path / "notes.onnx_adapter"
+    not_an_adapter.write_text("not weights")
+    for adapter, message in (
+        (tmp_path / "missing.onnx_adapter", "no adapter file"),
+        (not_an_adapter, "is not an ONNX Runtime adapter file"),
+    ):
+        result = project.run("inferences/infer.py", "--prompt", "hello", "--adapter", str(adapter))
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert ERROR_LINE.match(result.stderr.strip()) and message in result.stderr, result.stderr[-2000:]
 
 
 # The columns format with these answers is what scripts/demo.sh runs (and scripts/measure_quality.py
 # measures); CI runs the chat format here, and the columns path through the tiny Phi-3 and the masking test.
 @pytest.mark.parametrize("data_format", ["messages"])
-def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format):
+def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format, tiny_phi3_adapters):
     """SmolLM2 with every answer but the model (and the data format) at its default, as a user gets it."""
     demo_answers = yaml.safe_load((TEMPLATE / "scripts/demo-answers.yaml").read_text())["default_context"]
     assert demo_answers == {"project_name": "Tone Demo", "project_slug": "tone-demo", "base_model": DEMO_MODEL}
@@ -93,6 +160,38 @@ def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format)
             answers = list(pool.map(ask, questions))
     assert len(answers) == 8
     assert all(answer.choices[0].message.content in labels for answer in answers), answers
+    merged_accuracy = accuracy
+
+    # export=adapter from the same LoRA run: its config differs from this one only after the LoRA
+    # pass, so olive run in this folder reuses the trained adapter from the cache and builds the rest
+    adapter_answers = {**demo_answers, "project_slug": "tone-demo-adapter", "data_format": data_format}
+    adapter_config = bake(**adapter_answers, export="adapter").read_json("fine-tuning/olive-config.json")
+    merged_config = project.read_json("fine-tuning/olive-config.json")
+    for config in (adapter_config, merged_config):
+        config["input_model"]["model_path"] = "<base>"  # bake(local_model_path=...) above vs the table default
+    assert {**adapter_config, "passes": None} == {**merged_config, "passes": None}
+    assert adapter_config["passes"]["finetune"] == merged_config["passes"]["finetune"]
+    adapter_config["input_model"] = project.read_json("fine-tuning/olive-config.json")["input_model"]
+    shutil.move(project.path / "gen-model/model", project.path / "gen-model/merged-model")
+    (project.path / "fine-tuning/olive-config.json").write_text(json.dumps(adapter_config, indent=2))
+    exported = _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
+    assert "Running pass finetune" not in exported.stdout + exported.stderr  # the same trained weights
+    adapter = project.path / ADAPTER
+    assert adapter.stat().st_size <= 0.10 * (project.path / "gen-model/model/model.onnx").stat().st_size
+    result = _check(project.run("inferences/infer.py", "--eval"))
+    match = ACCURACY_LINE.match(result.stdout.strip().splitlines()[-1])
+    assert match and int(match.group(2)) == 80, result.stdout[-500:]
+    # same LoRA weights, base quantized without them: a few rows may differ, never a broken adapter
+    assert abs(float(match.group(1)) - merged_accuracy) <= 0.1, (match.group(0), merged_accuracy)
+    prompt = ["inferences/infer.py", "--prompt", "I finally got the job!", "--max-new-tokens", "12"]
+    fine_tuned = _check(project.run(*prompt)).stdout.strip()
+    base_alone = _check(project.run(*prompt, "--adapter", "none")).stdout.strip()
+    assert fine_tuned in labels and base_alone != fine_tuned, (fine_tuned, base_alone)
+    benchmark = _check(project.run("inferences/benchmark.py", "--prompts", "4", "--max-new-tokens", "8"))
+    assert re.search(r"^adapter overhead: -?\d+%", benchmark.stdout, re.MULTILINE), benchmark.stdout
+    other_base = project.run(*prompt, "--adapter", str(tiny_phi3_adapters[0].path / ADAPTER))
+    assert other_base.returncode == 1, other_base.stderr[-2000:]
+    assert ERROR_LINE.match(other_base.stderr.strip()) and "does not fit the model" in other_base.stderr
 
 
 @pytest.mark.parametrize("data_format", ["columns", "messages"])

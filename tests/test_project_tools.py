@@ -22,7 +22,7 @@ def _referenced_files(document):
 
 @pytest.mark.parametrize("telemetry", ["no", "yes"])
 def test_vscode_workspace_parses_and_points_at_real_files(bake, telemetry):
-    project = bake(olive_telemetry=telemetry)
+    project = bake(__olive_telemetry=telemetry)
     tasks = project.read_json(".vscode/tasks.json")
     launch = project.read_json(".vscode/launch.json")
     project.read_json(".vscode/extensions.json")

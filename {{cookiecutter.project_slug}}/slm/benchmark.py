@@ -13,7 +13,10 @@ memory is its own.
 
   ONNX     gen-model/model/                           (ModelBuilder output)
   PyTorch  the MergeAdapterWeights output in gen-model/olive-cache/, found through
-           gen-model/model/footprint.json (override with --merged-model DIR)
+           gen-model/model/footprint.json (override with --merged-model DIR); in an adapter
+           export, the base model with the LoRA pass's adapter merged in PyTorch
+  ONNX, base alone   in an adapter export: the same ONNX model without the adapter, for
+           `adapter overhead: N%` (how much slower decoding is with the adapter)
   llama.cpp the same merged model converted to GGUF (gen-model/llama-peer/<QUANT>/), CPU only,
            2 threads; skipped with a one-line hint when llama-cpp-python is not installed
 
@@ -50,13 +53,22 @@ PEER_DIR = Path("gen-model/llama-peer")
 CHILD_ENGINES = {**ENGINES, "llama": llama_peer.LlamaCppEngine}
 
 
-def merged_model_dir(onnx_dir):
-    """The merged fine-tuned PyTorch model Olive produced on the way to the ONNX model."""
+def footprint_model(onnx_dir, from_passes):
+    """The config of the model the first of `from_passes` produced, from Olive's footprint; None if absent."""
     footprint = Path(onnx_dir) / "footprint.json"
     if footprint.is_file():
         for node in json.loads(footprint.read_text(encoding="utf-8")).values():
-            if node.get("from_pass") == "mergeadapterweights":
-                return Path(node["model_config_data"]["config"]["model_path"])
+            if node.get("from_pass") in from_passes:
+                return node["model_config_data"]["config"]
+    return None
+
+
+def merged_model_dir(onnx_dir):
+    """The merged fine-tuned PyTorch model Olive produced on the way to the ONNX model."""
+    merged = footprint_model(onnx_dir, {"mergeadapterweights"})
+    if merged:
+        return Path(merged["model_path"])
+    footprint = Path(onnx_dir) / "footprint.json"
     raise UserError(
         f"no merged model recorded in {footprint.as_posix()}: run `olive run --config fine-tuning/olive-config.json` "
         "(or pass --merged-model DIR)"
@@ -95,20 +107,40 @@ def score(answers, references):
     return "token_f1", sum(token_f1(a, r) for a, r in zip(answers, references, strict=True)) / len(answers)
 
 
-def measure(engine_name, model_dir, rows, task, max_new_tokens, device):
-    """Runs in the child process: time every prompt on one engine."""
+def trained_adapter_dir(onnx_dir):
+    """An adapter export's base model and LoRA adapter folder (the LoRA pass's output), for PyTorch."""
+    trained = footprint_model(onnx_dir, {"lora", "qlora"})
+    if trained and trained.get("adapter_path"):
+        return Path(trained["model_path"]), Path(trained["adapter_path"])
+    raise UserError(
+        f"no LoRA adapter recorded in {(Path(onnx_dir) / 'footprint.json').as_posix()}: run "
+        "`olive run --config fine-tuning/olive-config.json` (or pass --merged-model DIR)"
+    )
+
+
+def measure(engine_name, model_dir, rows, task, max_new_tokens, device, adapter=None):
+    """Runs in the child process: time every prompt on one engine; `adapter`: an .onnx_adapter file
+    (ONNX) or a LoRA adapter folder merged into the model (PyTorch)."""
     from tqdm import tqdm
 
     memory = PeakMemory()
-    generator = TextGenerator(CHILD_ENGINES[engine_name](model_dir, device), load_tokenizer(model_dir))
-    engine, tokenizer = generator.engine, generator.tokenizer
+    if adapter and engine_name == "torch":
+        engine = CHILD_ENGINES[engine_name](model_dir, device, lora_dir=adapter)
+    else:
+        engine = CHILD_ENGINES[engine_name](model_dir, device)
+    extra = {}
+    if adapter and engine_name == "onnx":
+        engine.load_adapter("adapter", adapter)
+        extra["adapter"] = "adapter"
+    generator = TextGenerator(engine, load_tokenizer(model_dir))
+    tokenizer = generator.tokenizer
     prompts = [generator.encode(task.prompt_for_row(row, tokenizer)) for row in rows]
     stop_at_newline = task.data_format == "columns"
 
     def run_one(prompt_ids):
         start = time.perf_counter()
         stamps, tokens = [], []
-        for token in engine.generate_ids(prompt_ids, max_new_tokens, ignore_eos=True):
+        for token in engine.generate_ids(prompt_ids, max_new_tokens, ignore_eos=True, **extra):
             stamps.append(time.perf_counter() - start)
             tokens.append(token)
         return stamps, tokens
@@ -137,7 +169,7 @@ def measure(engine_name, model_dir, rows, task, max_new_tokens, device):
         "latency_s_median": statistics.median(latencies),
         "latency_s_p90": percentile(latencies, 0.9),
         "peak_rss_mb": memory.megabytes,
-        "weights_on_disk_mb": weights_size_bytes(model_dir) / 2**20,
+        "weights_on_disk_mb": (weights_size_bytes(model_dir) + (weights_size_bytes(adapter) if adapter else 0)) / 2**20,
         "weights_read_per_token_mb": read_per_token / 2**20,
         "decode_weight_gb_per_s": bandwidth.decode_bandwidth_gbs(read_per_token, decode_median),
         "metric": metric,
@@ -146,7 +178,7 @@ def measure(engine_name, model_dir, rows, task, max_new_tokens, device):
     }
 
 
-def run_child(engine_name, model_dir, args):
+def run_child(engine_name, model_dir, args, adapter=None):
     command = [
         sys.executable,
         "-m",
@@ -163,8 +195,10 @@ def run_child(engine_name, model_dir, args):
         args.device,
         "--eval-file",
         str(args.eval_file),
+        *(["--child-adapter", str(adapter)] if adapter else []),
     ]
-    print(f"measuring {engine_name} on {model_dir} ...", file=sys.stderr, flush=True)
+    with_adapter = f" with {Path(adapter).as_posix()}" if adapter else ""
+    print(f"measuring {engine_name} on {model_dir}{with_adapter} ...", file=sys.stderr, flush=True)
     # stdout carries the result; stderr (progress, errors) goes straight to the terminal
     result = subprocess.run(command, stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
@@ -277,6 +311,7 @@ def parse_args(argv, project):
     )
     parser.add_argument("--child", choices=sorted(CHILD_ENGINES), help=argparse.SUPPRESS)
     parser.add_argument("--child-model", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-adapter", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -292,23 +327,36 @@ def main(argv=None):
         args.prompts = len(rows) if len(rows) <= ALL_ROWS_UP_TO else DEFAULT_PROMPTS
     rows = rows[: args.prompts]
     if args.child:
-        result = measure(args.child, args.child_model, rows, task, args.max_new_tokens, args.device)
+        result = measure(args.child, args.child_model, rows, task, args.max_new_tokens, args.device, args.child_adapter)
         print(json.dumps(result))
         return 0
     onnx_dir = project.onnx_model_dir(args.onnx_model)
-    merged_dir = args.merged_model or merged_model_dir(onnx_dir)
+    adapter = project.adapter_file if project.exports_adapter and not args.onnx_model else None
+    if adapter and not adapter.is_file():
+        raise UserError(f"no adapter file {adapter.as_posix()}: run `olive run --config fine-tuning/olive-config.json`")
+    lora_dir = None
+    if args.merged_model or not adapter:
+        merged_dir = args.merged_model or merged_model_dir(onnx_dir)
+    else:
+        merged_dir, lora_dir = trained_adapter_dir(onnx_dir)
     if not (merged_dir / "config.json").is_file():
         raise UserError(
-            f"no merged PyTorch model in {merged_dir.as_posix()} (was gen-model/olive-cache/ deleted?): re-run "
+            f"no {'base' if lora_dir else 'merged'} PyTorch model in {merged_dir.as_posix()} "
+            "(was gen-model/olive-cache/ deleted?): re-run "
             "`olive run --config fine-tuning/olive-config.json`, or pass --merged-model DIR"
         )
     quants = peer_quants(args.peer_quants)
-    onnx = run_child("onnx", onnx_dir, args)
-    torch = run_child("torch", merged_dir, args)
+    onnx = run_child("onnx", onnx_dir, args, adapter)
+    base_alone = run_child("onnx", onnx_dir, args) if adapter else None
+    torch = run_child("torch", merged_dir, args, lora_dir)
+    if lora_dir and quants:
+        print("llama.cpp peer skipped: it converts a merged model (export=merged)", file=sys.stderr)
+        quants = []
     peers = measure_peers(quants, merged_dir, args)
     speedup = onnx["decode_tokens_per_s_median"] / torch["decode_tokens_per_s_median"]
     summary = {
         "onnx": onnx,
+        "onnx_base_alone": base_alone,
         "pytorch": torch,
         "speedup_decode": speedup,
         "size_ratio": onnx["weights_on_disk_mb"] / torch["weights_on_disk_mb"],
@@ -316,10 +364,19 @@ def main(argv=None):
         "memory_bandwidth_probe_gb_per_s": bandwidth.probe_memory_bandwidth(),
         "settings": {"prompts": len(rows), "max_new_tokens": args.max_new_tokens, "device": args.device},
     }
+    if adapter:  # how much slower decoding is with the adapter than the base model alone
+        summary["adapter_overhead_decode"] = (
+            1 - onnx["decode_tokens_per_s_median"] / base_alone["decode_tokens_per_s_median"]
+        )
     RESULTS.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    table = [("ONNX Runtime GenAI", onnx), ("PyTorch", torch), *peers]
+    onnx_title = "ONNX + adapter" if adapter else "ONNX Runtime GenAI"
+    table = [(onnx_title, onnx), *([("ONNX base alone", base_alone)] if adapter else []), ("PyTorch", torch), *peers]
     draw_chart(table, CHART)
     print_table(table)
+    if adapter:
+        print(f"adapter file: {adapter.as_posix()}, {adapter.stat().st_size / 2**20:.1f} MB")
+        overhead = 100 * summary["adapter_overhead_decode"]
+        print(f"adapter overhead: {overhead:.0f}% (decode tokens/s with the adapter against the base alone)")
     print(f"ONNX size is {100 * summary['size_ratio']:.0f}% of the merged PyTorch weights")
     probe = summary["memory_bandwidth_probe_gb_per_s"]
     print(f"memory bandwidth probe (numpy copy, read+write): {probe:.1f} GB/s on this machine")

@@ -10,6 +10,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slm.errors import UserError
+
+
+def first_line(error):
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
 
 def load_tokenizer(model_dir):
     from transformers import AutoTokenizer
@@ -18,12 +24,17 @@ def load_tokenizer(model_dir):
 
 
 class OnnxEngine:
+    """An ONNX Runtime GenAI model; with an adapter export, any number of LoRA adapters loaded by name
+    and chosen per generation (`adapter=None`: the base model alone)."""
+
     name = "onnxruntime-genai"
 
     def __init__(self, model_dir, device="cpu"):
         import onnxruntime_genai as og
 
         self._og = og
+        self.model_dir = Path(model_dir)
+        self.adapters = None  # og.Adapters, made when the first adapter is loaded
         config = og.Config(str(model_dir))
         config.clear_providers()
         if device == "cuda":
@@ -35,7 +46,26 @@ class OnnxEngine:
         # every id the runtime stops at (Phi-3 ends a turn with <|end|>, not only its tokenizer's eos)
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
 
-    def generate_ids(self, prompt_ids, max_new_tokens, ignore_eos=False, guidance_regex=None):
+    def load_adapter(self, name, path):
+        """Load an .onnx_adapter file as `name`; a missing, corrupt or mismatched file is a UserError."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"no adapter file {path.as_posix()}; give an .onnx_adapter file written by olive run")
+        if self.adapters is None:
+            self.adapters = self._og.Adapters(self.model)
+        try:
+            self.adapters.load(str(path), name)
+        except Exception as error:
+            raise UserError(f"{path.as_posix()} is not an ONNX Runtime adapter file ({first_line(error)})") from None
+        try:  # a file made for another base model loads, and fails at the first step: find out now
+            list(self.generate_ids([0], 1, adapter=name))
+        except Exception as error:
+            raise UserError(
+                f"{path.as_posix()} does not fit the model in {self.model_dir.as_posix()}: it was made for another "
+                f"base model, or the model was exported without adapter inputs (export=merged) ({first_line(error)})"
+            ) from None
+
+    def generate_ids(self, prompt_ids, max_new_tokens, ignore_eos=False, guidance_regex=None, adapter=None):
         params = self._og.GeneratorParams(self.model)
         if guidance_regex:
             # the runtime masks every token that would leave the regex, so the answer always matches it
@@ -45,6 +75,8 @@ class OnnxEngine:
         min_length = max_length if ignore_eos else 0
         params.set_search_options(max_length=max_length, min_length=min_length, do_sample=False)
         generator = self._og.Generator(self.model, params)
+        if adapter is not None:
+            generator.set_active_adapter(self.adapters, adapter)
         generator.append_tokens(prompt_ids)
         while not generator.is_done():
             generator.generate_next_token()
@@ -54,13 +86,19 @@ class OnnxEngine:
 class TorchEngine:
     name = "pytorch"
 
-    def __init__(self, model_dir, device="cpu"):
+    def __init__(self, model_dir, device="cpu", lora_dir=None):
+        """lora_dir: a PEFT LoRA adapter folder, merged into the model's weights before timing."""
         import torch
         from transformers import AutoModelForCausalLM
 
         self._torch = torch
         self.device = device
-        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).to(device)
+        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+        if lora_dir:
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, str(lora_dir)).merge_and_unload()
+        self.model = self.model.to(device)
         self.model.eval()
         self.context_length = self.model.config.max_position_embeddings
         eos = self.model.generation_config.eos_token_id
@@ -97,21 +135,25 @@ class Generation:
 class TextGenerator:
     """Streams decoded text; stops at end-of-sequence, at `stop_at_newline`, or at max_new_tokens."""
 
-    def __init__(self, engine, tokenizer):
+    def __init__(self, engine, tokenizer, adapter=None):
         self.engine = engine
         self.tokenizer = tokenizer
+        self.adapter = adapter  # the engine's adapter to generate with by default (None: the model as it is)
         self.eos_ids = {tokenizer.eos_token_id} | set(getattr(engine, "eos_ids", set()))
 
     def encode(self, prompt):
         # the prompt already carries its special tokens, as the training text did
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
-    def stream(self, prompt, max_new_tokens, stop_at_newline=False, result=None, labels=None):
-        """Yield text pieces; fill `result` (a Generation) with ids and timings; `labels`: answer only with one."""
+    def stream(self, prompt, max_new_tokens, stop_at_newline=False, result=None, labels=None, adapter=None):
+        """Yield text pieces; fill `result` (a Generation) with ids and timings; `labels`: answer only with one;
+        `adapter`: generate with this loaded adapter instead of the default one."""
         result = result if result is not None else Generation()
         start = time.perf_counter()
         emitted = ""
         extra = {"guidance_regex": label_regex(labels)} if labels else {}
+        if adapter or self.adapter:
+            extra["adapter"] = adapter or self.adapter
         for token in self.engine.generate_ids(self.encode(prompt), max_new_tokens, **extra):
             if not result.token_ids:
                 result.first_token_seconds = time.perf_counter() - start
@@ -150,6 +192,10 @@ def label_regex(labels):
 WEIGHT_SUFFIXES = {".onnx", ".data", ".safetensors", ".bin", ".gguf"}
 
 
-def weights_size_bytes(model_dir):
-    """Bytes of the model's weight and graph files (tokenizer and configs left out)."""
-    return sum(p.stat().st_size for p in Path(model_dir).rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+def weights_size_bytes(path):
+    """Bytes of a model folder's weight and graph files (tokenizer, configs and adapter files left out),
+    or of one file."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)

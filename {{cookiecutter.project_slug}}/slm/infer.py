@@ -5,6 +5,8 @@ Run from the project root, after `olive run --config fine-tuning/olive-config.js
     python inferences/infer.py --prompt "TEXT"     one answer, streamed
     python inferences/infer.py --eval [FILE]       score held-out rows (default: the eval file beside the training file)
     python inferences/infer.py --eval --base       the base model, zero-shot, same prompt (PyTorch)
+    python inferences/infer.py --adapter FILE|none an adapter export: another fine-tune of the same base
+                                                   model, or the base model alone, on ONNX Runtime
     python inferences/infer.py --chat              a conversation in the model's chat template
 
 The input is put into the prompt exactly as in training (the text template, or the chat
@@ -21,7 +23,7 @@ from slm.data import load_rows
 from slm.engines import ENGINES, Generation, TextGenerator, load_tokenizer
 from slm.errors import UserError, cli
 from slm.metrics import label_set, token_f1
-from slm.project import Project
+from slm.project import ADAPTER_FILE, Project
 from slm.prompts import label_table, normalise_label
 
 TASK_MAX_NEW_TOKENS = 16
@@ -41,6 +43,12 @@ def parse_args(argv, project):
         help="score FILE (default: the held-out file beside the training file); the last line is the score",
     )
     parser.add_argument("--base", action="store_true", help="use the base model (PyTorch) instead of the ONNX model")
+    parser.add_argument(
+        "--adapter",
+        metavar="FILE|none",
+        help="an adapter export: the .onnx_adapter file to use (default: this project's own), "
+        "or none for the base model alone on the same runtime",
+    )
     parser.add_argument("--chat", action="store_true", help="talk to the model as an assistant, in its chat template")
     parser.add_argument(
         "--constrain",
@@ -57,6 +65,38 @@ def parse_args(argv, project):
     return parser.parse_args(argv)
 
 
+NO_ADAPTER = "none"
+
+
+def adapter_to_use(args, project):
+    """The adapter file this run generates with, or None (a merged model, or --adapter none).
+    By default the adapter beside the model: the project's own, or the one in --model's folder."""
+    if args.adapter is None:
+        if args.base:
+            return None
+        if args.model is not None:
+            beside = Path(args.model) / ADAPTER_FILE
+            return beside if beside.is_file() else None
+        if not project.exports_adapter:
+            return None
+        if not project.adapter_file.is_file():
+            raise UserError(
+                f"no adapter file {project.adapter_file.as_posix()}: "
+                f"run `olive run --config {project.config_path.as_posix()}` first"
+            )
+        return project.adapter_file
+    if args.base:
+        raise UserError("--adapter runs on ONNX Runtime GenAI; leave out --base (--adapter none is the base model)")
+    if args.adapter == NO_ADAPTER:
+        if not project.exports_adapter:
+            raise UserError(
+                "--adapter none needs an adapter export (this project merges the fine-tune into the model); "
+                "use --base for the base model in PyTorch"
+            )
+        return None
+    return Path(args.adapter)
+
+
 def open_generator(args, project):
     if args.base:
         model_dir = project.base_model_dir
@@ -64,7 +104,12 @@ def open_generator(args, project):
             raise UserError(f"no base model in {model_dir.as_posix()}: run `python setup/get_model.py` first")
         return TextGenerator(ENGINES["torch"](model_dir, args.device), load_tokenizer(model_dir))
     model_dir = project.onnx_model_dir(args.model)
-    return TextGenerator(ENGINES["onnx"](model_dir, args.device), load_tokenizer(model_dir))
+    adapter_file = adapter_to_use(args, project)
+    engine = ENGINES["onnx"](model_dir, args.device)
+    if adapter_file is None:
+        return TextGenerator(engine, load_tokenizer(model_dir))
+    engine.load_adapter(adapter_file.stem, adapter_file)
+    return TextGenerator(engine, load_tokenizer(model_dir), adapter=adapter_file.stem)
 
 
 class Prompter:

@@ -16,6 +16,8 @@ from slm.prompts import ChatTask, ColumnsTask
 OLIVE_CONFIG = Path("fine-tuning/olive-config.json")
 # the sibling of each training file that holds the held-out rows
 EVAL_FILES = {"train.json": "eval.json", "train.jsonl": "eval.jsonl"}
+# the file Olive's ExtractAdapters pass writes beside the model (export=adapter)
+ADAPTER_FILE = "adapter_weights.onnx_adapter"
 
 
 @dataclass
@@ -73,6 +75,16 @@ class Project:
     @property
     def output_dir(self):
         return Path(self.config["output_dir"])
+
+    @property
+    def exports_adapter(self):
+        """True when olive run writes the base model plus the fine-tune as an adapter file (export=adapter)."""
+        return any(entry.get("type") == "ExtractAdapters" for entry in self.config["passes"].values())
+
+    @property
+    def adapter_file(self):
+        """The project's own adapter file, or None for a merged export."""
+        return self.output_dir / ADAPTER_FILE if self.exports_adapter else None
 
     @property
     def device(self):

@@ -19,7 +19,9 @@ The HTTP layer (`create_app`) only talks to a small *backend* object:
 
 `EngineBackend` implements it on onnxruntime-genai's og.Engine / og.Request batching (measured to
 beat one generator at a time and generators in threads: see the template's README), one engine
-thread per model. `text_pieces` turns the token stream into the text the client sees (stops, newline
+thread per model. `AdapterBackend` serves an adapter export: one model id per LoRA adapter (and one
+for the base model alone), each request on its own og.Generator with its adapter, since og.Request
+has no adapter in the pinned 0.14.1. `text_pieces` turns the token stream into the text the client sees (stops, newline
 rule), shared by the streamed and the non-streamed route so both give the same answer.
 """
 
@@ -33,6 +35,7 @@ import queue
 import threading
 import time
 import uuid
+from pathlib import Path
 
 from slm.engines import OnnxEngine, load_tokenizer
 from slm.errors import UserError, cli
@@ -163,14 +166,18 @@ class EngineBackend:
         self.default_max_tokens = TASK_MAX_NEW_TOKENS if self.stop_at_newline else CHAT_MAX_NEW_TOKENS
         self.max_queue = max_queue
         self.tokenizer = load_tokenizer(model_dir)
-        engine = OnnxEngine(model_dir, device)
+        self.engine = engine = OnnxEngine(model_dir, device)
         self.model, self.context_length = engine.model, engine.context_length
+        self._load_adapters()
         self.eos_ids = {self.tokenizer.eos_token_id, *engine.eos_ids}
         self._incoming = queue.Queue()
         self._active = 0  # submitted and not finished (engine thread decrements through _lock)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="og-engine", daemon=True)
         self._thread.start()
+
+    def _load_adapters(self):
+        """Nothing to load: the model is the fine-tune (AdapterBackend overrides this)."""
 
     # -- prompt
     def models(self):
@@ -213,7 +220,7 @@ class EngineBackend:
             options.update(temperature=float(temperature), top_p=float(top_p))
         if ignore_eos:
             options["min_length"] = max_length
-        self._incoming.put((job, list(prompt_ids), options))
+        self._incoming.put((job, list(prompt_ids), options, model_id))
         return job
 
     def _finish(self, job, error=None):
@@ -221,19 +228,22 @@ class EngineBackend:
         with self._lock:
             self._active -= 1
 
+    def _arrivals(self, block):
+        """The requests submitted since the last look; when `block` (nothing running), waits for the first."""
+        while True:
+            try:
+                yield self._incoming.get(block=block)
+            except queue.Empty:
+                return
+            block = False
+
     def _run(self):
         og, np = self._og, self._np
         engine = og.Engine(self.model)
         jobs = {}  # id(request) -> (request, job); the request object must stay alive while in the engine
         while True:
             # block for work when idle; otherwise take whatever arrived since the last step
-            block = not engine.has_pending_requests()
-            while True:
-                try:
-                    job, ids, options = self._incoming.get(block=block)
-                except queue.Empty:
-                    break
-                block = False
+            for job, ids, options, _ in self._arrivals(block=not engine.has_pending_requests()):
                 try:
                     params = og.GeneratorParams(self.model)
                     params.set_search_options(**options)
@@ -281,6 +291,56 @@ class EngineBackend:
                 self._finish(job)
                 moved = True
         return moved
+
+
+class AdapterBackend(EngineBackend):
+    """An adapter export behind one thread: `adapters` maps each served model id to its .onnx_adapter
+    file (None: the base model alone). Every request gets its own og.Generator with its adapter, and
+    the requests in flight advance one token each in turn, so every client streams at once (no
+    batching: og.Engine's requests take no adapter in onnxruntime-genai 0.14.1). A cancelled request
+    stops at once."""
+
+    def __init__(self, model_dir, model_id, task, adapters, **kwargs):
+        self.adapters = dict(adapters)
+        super().__init__(model_dir, model_id, task, **kwargs)
+
+    def _load_adapters(self):
+        for name, path in self.adapters.items():
+            if path is not None:
+                self.engine.load_adapter(name, path)
+
+    def models(self):
+        return list(self.adapters)
+
+    def _start(self, ids, options, model_id):
+        params = self._og.GeneratorParams(self.model)
+        params.set_search_options(**options)
+        generator = self._og.Generator(self.model, params)
+        if self.adapters[model_id] is not None:
+            generator.set_active_adapter(self.engine.adapters, model_id)
+        generator.append_tokens(self._np.array(ids, dtype=self._np.int32))
+        return generator
+
+    def _run(self):
+        running = []  # [generator, job]: in arrival order, each advanced one token per round
+        while True:
+            for job, ids, options, model_id in self._arrivals(block=not running):
+                try:
+                    running.append((self._start(ids, options, model_id), job))
+                except Exception as error:  # a bad request must not stop the thread
+                    self._finish(job, BadRequest(f"the model refused the request: {error}"))
+            for entry in list(running):
+                generator, job = entry
+                try:
+                    if not job.cancelled and not generator.is_done():
+                        generator.generate_next_token()
+                        job._put(int(generator.get_next_tokens()[0]))
+                    if job.cancelled or generator.is_done():
+                        running.remove(entry)
+                        self._finish(job)
+                except Exception as error:
+                    running.remove(entry)
+                    self._finish(job, GenerationFailed(f"generation failed: {error}"))
 
 
 # ---------------------------------------------------------------- token stream -> client text
@@ -521,17 +581,44 @@ def parse_args(argv, project):
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--api-key", help=f"require this key (Authorization: Bearer KEY); default: ${API_KEY_ENV}")
     parser.add_argument("--model", help="ONNX model folder (default: the config's output_dir)")
+    parser.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="an adapter export: also serve this .onnx_adapter file as model NAME (repeatable)",
+    )
     parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, help="requests in progress before 503")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=project.device)
     return parser.parse_args(argv)
 
 
+def served_adapters(args, project, model_id):
+    """{model id: adapter file or None} for an adapter export: the project's own adapter as the project's
+    id, the base model alone as `<id>-base`, and every --adapter NAME=FILE; None for a merged export."""
+    if not project.exports_adapter:
+        if args.adapter:
+            raise UserError("--adapter needs an adapter export; this project merges the fine-tune into the model")
+        return None
+    adapters = {model_id: project.adapter_file, f"{model_id}-base": None}
+    for given in args.adapter:
+        name, _, path = given.partition("=")
+        if not name.strip() or not path.strip():
+            raise UserError(f"--adapter {given!r}: write NAME=FILE, e.g. --adapter support=other/adapter.onnx_adapter")
+        if name.strip() in adapters:
+            raise UserError(f"--adapter {given!r}: the model id {name.strip()!r} is already served; choose another")
+        adapters[name.strip()] = Path(path.strip())
+    return adapters
+
+
 def open_backend(args, project):
     model_dir = project.onnx_model_dir(args.model)
     model_id = project.config_path.resolve().parents[1].name  # the project folder
-    return EngineBackend(
-        model_dir, model_id, project.task, project.system_prompt, max_queue=args.max_queue, device=args.device
-    )
+    options = {"system_prompt": project.system_prompt, "max_queue": args.max_queue, "device": args.device}
+    adapters = served_adapters(args, project, model_id)
+    if adapters:
+        return AdapterBackend(model_dir, model_id, project.task, adapters, **options)
+    return EngineBackend(model_dir, model_id, project.task, **options)
 
 
 @cli
