@@ -136,7 +136,7 @@ def resolve(answers):
         "download_model": answers.get("__download_model") or answers["install_dependencies"],
     }
     if resolved.get("__olive_telemetry", "no") not in ("yes", "no"):
-        raise AnswerError(f"olive_telemetry={resolved['__olive_telemetry']!r}: answer yes or no")
+        raise AnswerError(f"__olive_telemetry={resolved['__olive_telemetry']!r}: answer yes or no")
     resolved["olive_telemetry"] = resolved.get("__olive_telemetry", "no")
     resolved.setdefault("export", "merged")  # replay files of older versions have no export answer
     defaults = resolved["model"]["training"]
@@ -281,9 +281,9 @@ def model_builder_settings(answers):
         settings |= CPU_INT4
     if answers["export"] == "adapter" and answers["precision"] == "int4":
         # The LoRA MatMuls stay fp32, so ExtractAdapters moves them into the adapter file as they are.
-        # Measured on SmolLM2 (README, "Adapters"): int4 LoRA weights decoded at 48 tok/s against 83 in
-        # fp32 (the base alone: 99), and k_quant_mixed cannot quantize them at all (lora_B's input
-        # dimension, the rank, is below the block size).
+        # Measured on SmolLM2 (README, "Adapters"): int4 LoRA weights decode far slower, and
+        # k_quant_mixed cannot quantize them at all (lora_B's input dimension, the rank, is below
+        # the block size).
         settings["int4_nodes_to_exclude"] = lora_matmul_names(layer_count(answers))
     return settings
 

@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 import yaml
-from conftest import DEMO_MODEL, OFFLINE, TEMPLATE, BakedProject, running_server
+from conftest import CONTEXT, DEMO_MODEL, OFFLINE, TEMPLATE, BakedProject, running_server
 from conftest import check as _check
 
 pytestmark = pytest.mark.slow
@@ -141,6 +141,12 @@ def export_as_adapter(project, bake, answers):
     assert "Loaded model from cache" in log and not re.search(r"Pass finetune:\w+ finished", log), log[-3000:]
 
 
+def test_the_model_table_has_the_demo_model_layer_count(demo_model_dir):
+    """The table's layer count names every LoRA MatMul the adapter export keeps out of int4."""
+    config = json.loads((demo_model_dir / "config.json").read_text())
+    assert CONTEXT["_models"][DEMO_MODEL]["layers"] == config["num_hidden_layers"]
+
+
 def eval_accuracy(project, *extra):
     result = _check(project.run("inferences/infer.py", "--eval", *extra))
     match = ACCURACY_LINE.match(result.stdout.strip().splitlines()[-1])
@@ -185,11 +191,18 @@ def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format,
     export_as_adapter(project, bake, project_answers)
     adapter = project.path / ADAPTER
     assert adapter.stat().st_size <= 0.10 * (project.path / "gen-model/model/model.onnx").stat().st_size
-    # with --constrain: guided decoding with an adapter active. Same LoRA weights, the base quantized
-    # without them: a few rows may differ (measured: one of 80), never a broken adapter.
-    adapter_accuracy = eval_accuracy(project, "--constrain")
+    # Same LoRA weights, the base quantized without them: a few rows may differ (measured: one of 80),
+    # never a broken adapter.
+    adapter_accuracy = eval_accuracy(project)
     assert adapter_accuracy >= 0.7, adapter_accuracy
     assert abs(adapter_accuracy - merged_accuracy) <= 0.1, (adapter_accuracy, merged_accuracy)
+    # guided decoding with an adapter active, on the first 16 rows
+    subset = project.path / "datasets/eval-16.jsonl"
+    subset.write_text("".join((project.path / "datasets/eval.jsonl").read_text().splitlines(keepends=True)[:16]))
+    constrained = _check(project.run("inferences/infer.py", "--eval", str(subset), "--constrain"))
+    match = ACCURACY_LINE.match(constrained.stdout.strip().splitlines()[-1])
+    # 16 rows: a lower bar than 0.7 (chance is 0.25), the rows being few
+    assert match and match.group(2) == "16" and float(match.group(1)) >= 0.5, constrained.stdout[-500:]
     prompt = ["inferences/infer.py", "--prompt", "I finally got the job!", "--max-new-tokens", "12"]
     fine_tuned = _check(project.run(*prompt)).stdout.strip()
     base_alone = _check(project.run(*prompt, "--adapter", "none")).stdout.strip()

@@ -143,6 +143,14 @@ def test_an_old_replay_file_keeps_its_answers(tmp_path):
     assert set(json.loads((project / "datasets/train.json").read_text())[0]) == {"sentence", "label"}
 
 
+def test_an_old_replay_file_keeps_its_telemetry_answer(tmp_path):
+    """olive_telemetry is no longer asked (it is the __olive_telemetry setting): an old "yes" still holds."""
+    result = _replay(tmp_path, _old_replay(tmp_path, olive_telemetry="yes"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    tasks = json.loads((tmp_path / "out/old-project/.vscode/tasks.json").read_text())
+    assert tasks["options"]["env"] == {}  # with "no" (the default): {"OLIVE_DISABLE_TELEMETRY": "1"}
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

@@ -331,27 +331,29 @@ def main(argv=None):
         print(json.dumps(result))
         return 0
     onnx_dir = project.onnx_model_dir(args.onnx_model)
-    adapter = project.adapter_file if project.exports_adapter and not args.onnx_model else None
-    if adapter and not adapter.is_file():
-        raise UserError(f"no adapter file {adapter.as_posix()}: run `olive run --config fine-tuning/olive-config.json`")
+    adapter = project.model_adapter(args.onnx_model)
+    rerun = "re-run `olive run --config fine-tuning/olive-config.json`, or pass --merged-model DIR"
     lora_dir = None
     if args.merged_model or not adapter:
         merged_dir = args.merged_model or merged_model_dir(onnx_dir)
+        if not (merged_dir / "config.json").is_file():
+            raise UserError(
+                f"no merged PyTorch model in {merged_dir.as_posix()} (was gen-model/olive-cache/ deleted?): {rerun}"
+            )
     else:
         merged_dir, lora_dir = trained_adapter_dir(onnx_dir)
-    if not (merged_dir / "config.json").is_file():
-        raise UserError(
-            f"no {'base' if lora_dir else 'merged'} PyTorch model in {merged_dir.as_posix()} "
-            "(was gen-model/olive-cache/ deleted?): re-run "
-            "`olive run --config fine-tuning/olive-config.json`, or pass --merged-model DIR"
-        )
+        if not (merged_dir / "config.json").is_file():
+            raise UserError(f"no base model in {merged_dir.as_posix()}: run `python setup/get_model.py`")
+        if not (lora_dir / "adapter_config.json").is_file():
+            raise UserError(f"no LoRA adapter in {lora_dir.as_posix()} (was gen-model/olive-cache/ deleted?): {rerun}")
     quants = peer_quants(args.peer_quants)
+    if lora_dir and quants:
+        if llama_peer.peer_available():
+            print("llama.cpp peer skipped: it converts a merged model; pass --merged-model DIR", file=sys.stderr)
+        quants = []
     onnx = run_child("onnx", onnx_dir, args, adapter)
     base_alone = run_child("onnx", onnx_dir, args) if adapter else None
     torch = run_child("torch", merged_dir, args, lora_dir)
-    if lora_dir and quants:
-        print("llama.cpp peer skipped: it converts a merged model (export=merged)", file=sys.stderr)
-        quants = []
     peers = measure_peers(quants, merged_dir, args)
     speedup = onnx["decode_tokens_per_s_median"] / torch["decode_tokens_per_s_median"]
     summary = {

@@ -23,7 +23,7 @@ from slm.data import load_rows
 from slm.engines import ENGINES, Generation, TextGenerator, load_tokenizer
 from slm.errors import UserError, cli
 from slm.metrics import label_set, token_f1
-from slm.project import ADAPTER_FILE, Project
+from slm.project import Project
 from slm.prompts import label_table, normalise_label
 
 TASK_MAX_NEW_TOKENS = 16
@@ -69,42 +69,32 @@ NO_ADAPTER = "none"
 
 
 def adapter_to_use(args, project):
-    """The adapter file this run generates with, or None (a merged model, or --adapter none).
+    """The adapter file this run generates with, or None (a merged model, --adapter none, or --base).
     By default the adapter beside the model: the project's own, or the one in --model's folder."""
-    if args.adapter is None:
-        if args.base:
-            return None
-        if args.model is not None:
-            beside = Path(args.model) / ADAPTER_FILE
-            return beside if beside.is_file() else None
-        if not project.exports_adapter:
-            return None
-        if not project.adapter_file.is_file():
-            raise UserError(
-                f"no adapter file {project.adapter_file.as_posix()}: "
-                f"run `olive run --config {project.config_path.as_posix()}` first"
-            )
-        return project.adapter_file
     if args.base:
-        raise UserError("--adapter runs on ONNX Runtime GenAI; leave out --base (--adapter none is the base model)")
+        if args.adapter is not None:
+            raise UserError("--adapter runs on ONNX Runtime GenAI; leave out --base (--adapter none is the base model)")
+        return None
+    beside = project.model_adapter(args.model)
+    if args.adapter is None:
+        return beside
     if args.adapter == NO_ADAPTER:
-        if not project.exports_adapter:
+        if beside is None:
             raise UserError(
-                "--adapter none needs an adapter export (this project merges the fine-tune into the model); "
-                "use --base for the base model in PyTorch"
+                "--adapter none needs an adapter export (export=adapter); this model has the fine-tune merged in. "
+                "Use --base for the base model in PyTorch"
             )
         return None
     return Path(args.adapter)
 
 
-def open_generator(args, project):
+def open_generator(args, project, adapter_file=None):
     if args.base:
         model_dir = project.base_model_dir
         if not (model_dir / "config.json").is_file():
             raise UserError(f"no base model in {model_dir.as_posix()}: run `python setup/get_model.py` first")
         return TextGenerator(ENGINES["torch"](model_dir, args.device), load_tokenizer(model_dir))
     model_dir = project.onnx_model_dir(args.model)
-    adapter_file = adapter_to_use(args, project)
     engine = ENGINES["onnx"](model_dir, args.device)
     if adapter_file is None:
         return TextGenerator(engine, load_tokenizer(model_dir))
@@ -234,7 +224,9 @@ def main(argv=None):
             )
         if args.base:
             raise UserError("--constrain runs on ONNX Runtime GenAI; leave out --base")
-    prompter = Prompter(project, open_generator(args, project), args.chat, args.max_new_tokens, labels)
+    adapter_file = adapter_to_use(args, project)
+    generator = open_generator(args, project, adapter_file)
+    prompter = Prompter(project, generator, args.chat, args.max_new_tokens, labels)
     if rows is not None:
         evaluate(prompter, rows, args.eval.as_posix())
     elif args.prompt is not None:

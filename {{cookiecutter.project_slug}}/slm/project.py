@@ -86,6 +86,17 @@ class Project:
         """The project's own adapter file, or None for a merged export."""
         return self.output_dir / ADAPTER_FILE if self.exports_adapter else None
 
+    def model_adapter(self, model_dir=None):
+        """The adapter file beside the ONNX model in model_dir (default: this project's output folder),
+        or None for a merged model. How infer.py, serve.py and benchmark.py all pick the default adapter."""
+        if model_dir is None and self.exports_adapter and not self.adapter_file.is_file():
+            raise UserError(
+                f"no adapter file {self.adapter_file.as_posix()}: "
+                f"run `olive run --config {self.config_path.as_posix()}`"
+            )
+        beside = Path(model_dir or self.output_dir) / ADAPTER_FILE
+        return beside if beside.is_file() else None
+
     @property
     def device(self):
         """cpu or cuda: the accelerator the config targets, so inference defaults to where training ran."""

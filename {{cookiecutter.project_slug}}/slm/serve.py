@@ -594,13 +594,16 @@ def parse_args(argv, project):
 
 
 def served_adapters(args, project, model_id):
-    """{model id: adapter file or None} for an adapter export: the project's own adapter as the project's
-    id, the base model alone as `<id>-base`, and every --adapter NAME=FILE; None for a merged export."""
-    if not project.exports_adapter:
+    """{model id: adapter file or None} for an adapter export: the adapter beside the model as the project's
+    id, the base model alone as `<id>-base`, and every --adapter NAME=FILE; None for a merged model."""
+    own = project.model_adapter(args.model)
+    if own is None:
         if args.adapter:
-            raise UserError("--adapter needs an adapter export; this project merges the fine-tune into the model")
+            raise UserError(
+                "--adapter needs an adapter export (export=adapter); this model has the fine-tune merged in"
+            )
         return None
-    adapters = {model_id: project.adapter_file, f"{model_id}-base": None}
+    adapters = {model_id: own, f"{model_id}-base": None}
     for given in args.adapter:
         name, _, path = given.partition("=")
         if not name.strip() or not path.strip():

@@ -21,19 +21,25 @@ def infer_args(adapter=None, base=False, model=None):
     return types.SimpleNamespace(adapter=adapter, base=base, model=model)
 
 
+def write_adapter(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ADAPTER_FILE).write_bytes(b"weights")
+
+
 def test_infer_uses_the_project_adapter_by_default_and_none_for_the_base_model(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert adapter_to_use(infer_args(), MERGED) is None
     with pytest.raises(UserError, match="run `olive run"):
         adapter_to_use(infer_args(), ADAPTER)  # no olive run yet
-    (tmp_path / "gen-model/model").mkdir(parents=True)
-    (tmp_path / "gen-model/model" / ADAPTER_FILE).write_bytes(b"weights")
+    write_adapter(tmp_path / "gen-model/model")
     assert adapter_to_use(infer_args(), ADAPTER) == Path("gen-model/model") / ADAPTER_FILE
     assert adapter_to_use(infer_args("none"), ADAPTER) is None
     assert adapter_to_use(infer_args("other.onnx_adapter"), ADAPTER) == Path("other.onnx_adapter")
     # --model: the adapter beside that model, if it has one
     assert adapter_to_use(infer_args(model="gen-model/model"), MERGED) == Path("gen-model/model") / ADAPTER_FILE
+    assert adapter_to_use(infer_args("none", model="gen-model/model"), MERGED) is None
     assert adapter_to_use(infer_args(model=str(tmp_path)), ADAPTER) is None
+    assert adapter_to_use(infer_args(base=True), ADAPTER) is None
 
 
 @pytest.mark.parametrize(
@@ -43,19 +49,29 @@ def test_infer_uses_the_project_adapter_by_default_and_none_for_the_base_model(t
         (ADAPTER, infer_args("x.onnx_adapter", base=True), "leave out --base"),
     ],
 )
-def test_infer_refuses_adapters_it_cannot_use(project, args, message):
+def test_infer_refuses_adapters_it_cannot_use(project, args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no model folder here
     with pytest.raises(UserError, match=message):
         adapter_to_use(args, project)
 
 
-def test_server_model_ids_for_an_adapter_export():
-    served = served_adapters(types.SimpleNamespace(adapter=["support=other/a.onnx_adapter"]), ADAPTER, "tone")
+def serve_args(*adapters, model=None):
+    return types.SimpleNamespace(adapter=list(adapters), model=model)
+
+
+def test_server_model_ids_for_an_adapter_export(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_adapter(tmp_path / "gen-model/model")
+    served = served_adapters(serve_args("support=other/a.onnx_adapter"), ADAPTER, "tone")
     assert served == {
         "tone": Path("gen-model/model") / ADAPTER_FILE,
         "tone-base": None,
         "support": Path("other/a.onnx_adapter"),
     }
-    assert served_adapters(types.SimpleNamespace(adapter=[]), MERGED, "tone") is None
+    assert served_adapters(serve_args(model="merged-model"), MERGED, "tone") is None
+    # a merged project's server given an adapter export's folder serves that model's adapter
+    write_adapter(tmp_path / "elsewhere")
+    assert served_adapters(serve_args(model="elsewhere"), MERGED, "tone")["tone"] == Path("elsewhere") / ADAPTER_FILE
 
 
 @pytest.mark.parametrize(
@@ -66,9 +82,11 @@ def test_server_model_ids_for_an_adapter_export():
         (ADAPTER, "tone-base=a.onnx_adapter", "already served"),
     ],
 )
-def test_server_refuses_adapter_flags_it_cannot_use(project, given, message):
+def test_server_refuses_adapter_flags_it_cannot_use(project, given, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_adapter(tmp_path / "gen-model/model")
     with pytest.raises(UserError, match=message):
-        served_adapters(types.SimpleNamespace(adapter=[given]), project, "tone")
+        served_adapters(serve_args(given, model="merged" if project is MERGED else None), project, "tone")
 
 
 # ---- many adapters in one process: each request generates with its own adapter, in turn
