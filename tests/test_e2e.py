@@ -147,10 +147,10 @@ def test_the_model_table_has_the_demo_model_layer_count(demo_model_dir):
     assert CONTEXT["_models"][DEMO_MODEL]["layers"] == config["num_hidden_layers"]
 
 
-def eval_accuracy(project, *extra):
+def eval_accuracy(project, *extra, rows=80):
     result = _check(project.run("inferences/infer.py", "--eval", *extra))
     match = ACCURACY_LINE.match(result.stdout.strip().splitlines()[-1])
-    assert match and int(match.group(2)) == 80, result.stdout[-500:]
+    assert match and int(match.group(2)) == rows, result.stdout[-500:]
     return float(match.group(1))
 
 
@@ -199,10 +199,8 @@ def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format,
     # guided decoding with an adapter active, on the first 16 rows
     subset = project.path / "datasets/eval-16.jsonl"
     subset.write_text("".join((project.path / "datasets/eval.jsonl").read_text().splitlines(keepends=True)[:16]))
-    constrained = _check(project.run("inferences/infer.py", "--eval", str(subset), "--constrain"))
-    match = ACCURACY_LINE.match(constrained.stdout.strip().splitlines()[-1])
     # 16 rows: a lower bar than 0.7 (chance is 0.25), the rows being few
-    assert match and match.group(2) == "16" and float(match.group(1)) >= 0.5, constrained.stdout[-500:]
+    assert eval_accuracy(project, str(subset), "--constrain", rows=16) >= 0.5
     prompt = ["inferences/infer.py", "--prompt", "I finally got the job!", "--max-new-tokens", "12"]
     fine_tuned = _check(project.run(*prompt)).stdout.strip()
     base_alone = _check(project.run(*prompt, "--adapter", "none")).stdout.strip()

@@ -65,19 +65,25 @@ class OnnxEngine:
                 f"base model, or the model was exported without adapter inputs (export=merged) ({first_line(error)})"
             ) from None
 
-    def generate_ids(self, prompt_ids, max_new_tokens, ignore_eos=False, guidance_regex=None, adapter=None):
+    def generator(self, prompt_ids, search_options, guidance_regex=None, adapter=None):
+        """An og.Generator with the prompt appended, on the loaded adapter `adapter` (None: none)."""
         params = self._og.GeneratorParams(self.model)
         if guidance_regex:
             # the runtime masks every token that would leave the regex, so the answer always matches it
             params.set_guidance("regex", guidance_regex)
-        max_length = len(prompt_ids) + max_new_tokens
-        # ignore_eos: always produce max_new_tokens, so engines are timed on equal work
-        min_length = max_length if ignore_eos else 0
-        params.set_search_options(max_length=max_length, min_length=min_length, do_sample=False)
+        params.set_search_options(**search_options)
         generator = self._og.Generator(self.model, params)
         if adapter is not None:
             generator.set_active_adapter(self.adapters, adapter)
-        generator.append_tokens(prompt_ids)
+        generator.append_tokens(list(prompt_ids))
+        return generator
+
+    def generate_ids(self, prompt_ids, max_new_tokens, ignore_eos=False, guidance_regex=None, adapter=None):
+        max_length = len(prompt_ids) + max_new_tokens
+        # ignore_eos: always produce max_new_tokens, so engines are timed on equal work
+        min_length = max_length if ignore_eos else 0
+        options = {"max_length": max_length, "min_length": min_length, "do_sample": False}
+        generator = self.generator(prompt_ids, options, guidance_regex, adapter)
         while not generator.is_done():
             generator.generate_next_token()
             yield int(generator.get_next_tokens()[0])

@@ -312,21 +312,13 @@ class AdapterBackend(EngineBackend):
     def models(self):
         return list(self.adapters)
 
-    def _start(self, ids, options, model_id):
-        params = self._og.GeneratorParams(self.model)
-        params.set_search_options(**options)
-        generator = self._og.Generator(self.model, params)
-        if self.adapters[model_id] is not None:
-            generator.set_active_adapter(self.engine.adapters, model_id)
-        generator.append_tokens(self._np.array(ids, dtype=self._np.int32))
-        return generator
-
     def _run(self):
         running = []  # [generator, job]: in arrival order, each advanced one token per round
         while True:
             for job, ids, options, model_id in self._arrivals(block=not running):
                 try:
-                    running.append((self._start(ids, options, model_id), job))
+                    adapter = model_id if self.adapters[model_id] is not None else None
+                    running.append((self.engine.generator(ids, options, adapter=adapter), job))
                 except Exception as error:  # a bad request must not stop the thread
                     self._finish(job, BadRequest(f"the model refused the request: {error}"))
             for entry in list(running):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from slm.engines import OnnxEngine
 from slm.errors import UserError
 from slm.infer import adapter_to_use
 from slm.project import ADAPTER_FILE, Project
@@ -137,7 +138,8 @@ def test_requests_switch_adapters_per_generation_and_a_failing_one_stops_alone()
         Generator=FakeGenerator,
     )
     backend._og, backend._np, backend.model = fake_og, np, None
-    backend.engine = types.SimpleNamespace(adapters=object())
+    backend.engine = object.__new__(OnnxEngine)  # its generator(), on the stand-in runtime
+    backend.engine._og, backend.engine.model, backend.engine.adapters = fake_og, None, object()
     backend.adapters = {"a": "a.onnx_adapter", "b": "b.onnx_adapter", "base": None, "broken": "x.onnx_adapter"}
     backend._lock, backend._active, backend._incoming = threading.Lock(), 5, queue.Queue()
     jobs = {name: FakeJob() for name in backend.adapters}
