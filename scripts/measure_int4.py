@@ -1,6 +1,7 @@
 """Choose ModelBuilder's int4 settings by measurement on one fine-tune: accuracy, size and speed side by side.
 
     python scripts/measure_int4.py PROJECT [--variants fp32,int4,int4-asym,k_quant_last,k_quant_mixed] [--rounds 2]
+    python scripts/measure_int4.py PROJECT --variants k_quant_mixed,k_quant_mixed+threads=0,k_quant_mixed+threads=1
 
 PROJECT is a rendered project after `olive run`; its merged fine-tuned model (the MergeAdapterWeights
 output, found through gen-model/model/footprint.json) is exported once per variant (the project's
@@ -9,6 +10,8 @@ into PROJECT/gen-model/int4-variants/<variant>/. Each export is
 scored on the project's held-out file and timed by the project's own benchmark child
 (`python -m slm.benchmark --child onnx`: every held-out row, 32 greedy tokens, end-of-sequence
 ignored while timing); the rounds alternate the variants so a busy spell hits all of them.
+`VARIANT+threads=N` times VARIANT's export with N intra-op threads written into its genai_config.json
+(0: ONNX Runtime's own default; without it the project's engine uses one thread per CPU).
 Run it with the template's test environment (scripts/env.sh) on an otherwise idle machine.
 """
 
@@ -65,6 +68,27 @@ def export(project, merged, name, settings, env):
     return out, time.perf_counter() - start
 
 
+def with_threads(export_dir, threads):
+    """A folder with the export's files (hard links) and a genai_config.json asking for `threads` threads."""
+    out = export_dir.parent / f"{export_dir.name}+threads={threads}"
+    out.mkdir(exist_ok=True)
+    for source in export_dir.iterdir():
+        if source.is_file() and source.name != "genai_config.json" and not (out / source.name).exists():
+            os.link(source, out / source.name)
+    config = json.loads((export_dir / "genai_config.json").read_text(encoding="utf-8"))
+    config["model"]["decoder"].setdefault("session_options", {})["intra_op_num_threads"] = threads
+    (out / "genai_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return out
+
+
+def parse_variant(name):
+    """'k_quant_mixed+threads=1' -> ('k_quant_mixed', 1); 'int4' -> ('int4', None); None if malformed."""
+    recipe, _, threads = name.partition("+threads=")
+    if recipe not in RECIPES or (threads and not threads.isdigit()) or (name != recipe and not threads):
+        return None
+    return recipe, int(threads) if threads else None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("project", type=Path)
@@ -73,9 +97,12 @@ def main():
     args = parser.parse_args()
     project = args.project.resolve()
     names = [name.strip() for name in args.variants.split(",") if name.strip()]
-    unknown = sorted(set(names) - set(RECIPES))
+    unknown = [name for name in names if parse_variant(name) is None]
     if unknown:
-        sys.exit(f"ERROR: unknown variant {', '.join(unknown)}: choose from {', '.join(RECIPES)}")
+        sys.exit(
+            f"ERROR: unknown variant {', '.join(unknown)}: choose from {', '.join(RECIPES)}, "
+            "each optionally with +threads=N"
+        )
     env = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(project)}
     merged = (project / project_fact("merged_model_dir(Project.load().onnx_model_dir(None))", project, env)).resolve()
     eval_file = project_fact("Project.load().eval_file", project, env)
@@ -83,8 +110,11 @@ def main():
     rendered = json.loads(project_fact(f"json.dumps({builder})", project, env))
     exports = {}
     for name in names:
-        exports[name], seconds = export(project, merged, name, builder_settings(rendered, name), env)
-        print(f"exported {name} in {seconds:.0f} s", file=sys.stderr, flush=True)
+        recipe, threads = parse_variant(name)
+        exports[name], seconds = export(project, merged, recipe, builder_settings(rendered, recipe), env)
+        print(f"exported {recipe} in {seconds:.0f} s", file=sys.stderr, flush=True)
+        if threads is not None:
+            exports[name] = with_threads(exports[name], threads)
     results = {name: [] for name in names}
     for _ in range(args.rounds):
         for name in names:
@@ -92,14 +122,15 @@ def main():
             child += ["--prompts", "100000", "--max-new-tokens", "32", "--device", "cpu", "--eval-file", eval_file]
             results[name].append(json.loads(run([sys.executable, *child], project, env).strip().splitlines()[-1]))
     print(f"\nmerged model: {merged}\nthe project's ModelBuilder settings: {json.dumps(rendered)}")
-    print(f"{'variant':<16}{'accuracy':>10}{'MB on disk':>12}{'decode tok/s per round':>28}{'TTFT ms':>9}  changes")
+    print(f"{'variant':<26}{'accuracy':>10}{'MB on disk':>12}{'decode tok/s per round':>28}{'TTFT ms':>9}  changes")
     for name in names:
         runs = results[name]
         rates = " / ".join(f"{r['decode_tokens_per_s_median']:.1f}" for r in runs)
         ttft = statistics.median(r["time_to_first_token_ms_median"] for r in runs)
-        changes = json.dumps(RECIPES[name]) if RECIPES[name] is not None else "precision fp32"
+        recipe = RECIPES[parse_variant(name)[0]]
+        changes = json.dumps(recipe) if recipe is not None else "precision fp32"
         size = runs[0]["weights_on_disk_mb"]
-        print(f"{name:<16}{runs[0]['score']:>10.3f}{size:>12.1f}{rates:>28}{ttft:>9.0f}  {changes}")
+        print(f"{name:<26}{runs[0]['score']:>10.3f}{size:>12.1f}{rates:>28}{ttft:>9.0f}  {changes}")
     return 0
 
 

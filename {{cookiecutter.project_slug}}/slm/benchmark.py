@@ -17,8 +17,10 @@ memory is its own.
            export, the base model with the LoRA pass's adapter merged in PyTorch
   ONNX, base alone   in an adapter export: the same ONNX model without the adapter, for
            `adapter overhead: N%` (how much slower decoding is with the adapter)
-  llama.cpp the same merged model converted to GGUF (gen-model/llama-peer/<QUANT>/), CPU only,
-           2 threads; skipped with a one-line hint when llama-cpp-python is not installed
+  llama.cpp the same merged model converted to GGUF (gen-model/llama-peer/<QUANT>/), CPU only;
+           skipped with a one-line hint when llama-cpp-python is not installed
+
+On CPU every engine computes with one thread per CPU this process may run on.
 
 Each engine's row also shows the bytes of weights read per generated token and the GB/s
 that makes at its decode speed, beside a memory-bandwidth probe of this machine.
@@ -37,7 +39,7 @@ from pathlib import Path
 
 from slm import bandwidth, llama_peer
 from slm.data import load_rows
-from slm.engines import ENGINES, TextGenerator, load_tokenizer, weights_size_bytes
+from slm.engines import ENGINES, TextGenerator, cpu_threads, load_tokenizer, weights_size_bytes
 from slm.errors import UserError, cli
 from slm.metrics import label_set, token_f1
 from slm.project import Project
@@ -364,7 +366,12 @@ def main(argv=None):
         "size_ratio": onnx["weights_on_disk_mb"] / torch["weights_on_disk_mb"],
         "llama_cpp": {title.split()[-1]: result for title, result in peers},
         "memory_bandwidth_probe_gb_per_s": bandwidth.probe_memory_bandwidth(),
-        "settings": {"prompts": len(rows), "max_new_tokens": args.max_new_tokens, "device": args.device},
+        "settings": {
+            "prompts": len(rows),
+            "max_new_tokens": args.max_new_tokens,
+            "device": args.device,
+            "cpu_threads": cpu_threads(),
+        },
     }
     if adapter:  # how much slower decoding is with the adapter than the base model alone
         summary["adapter_overhead_decode"] = (
@@ -380,6 +387,7 @@ def main(argv=None):
         overhead = 100 * summary["adapter_overhead_decode"]
         print(f"adapter overhead: {overhead:.0f}% (decode tokens/s with the adapter against the base alone)")
     print(f"ONNX size is {100 * summary['size_ratio']:.0f}% of the merged PyTorch weights")
+    print(f"CPU threads: {cpu_threads()} for every engine (each CPU this process may run on)")
     probe = summary["memory_bandwidth_probe_gb_per_s"]
     print(f"memory bandwidth probe (numpy copy, read+write): {probe:.1f} GB/s on this machine")
     for title, result in peers:

@@ -6,6 +6,7 @@ at a time, so infer.py, benchmark.py and serve.py compare like with like.
 """
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,24 @@ from slm.errors import UserError
 
 def first_line(error):
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def cpu_threads():
+    """The CPUs this process may run on: the thread count every CPU engine computes with."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
+def onnx_session_overlay(genai_config, device):
+    """What OnnxEngine lays over genai_config.json: on CPU, one intra-op thread per CPU, unless the file
+    sets its own. When the file sets none, ONNX Runtime GenAI 0.14.1 decodes as slowly as with one thread
+    (measured in the template's README, "Speed"); llama.cpp in the benchmark gets the same count."""
+    session_options = genai_config["model"]["decoder"].get("session_options", {})
+    if device != "cpu" or "intra_op_num_threads" in session_options:
+        return None
+    return {"model": {"decoder": {"session_options": {"intra_op_num_threads": cpu_threads()}}}}
 
 
 def load_tokenizer(model_dir):
@@ -35,12 +54,15 @@ class OnnxEngine:
         self._og = og
         self.model_dir = Path(model_dir)
         self.adapters = None  # og.Adapters, made when the first adapter is loaded
+        genai_config = json.loads((Path(model_dir) / "genai_config.json").read_text(encoding="utf-8"))
         config = og.Config(str(model_dir))
+        overlay = onnx_session_overlay(genai_config, device)
+        if overlay:
+            config.overlay(json.dumps(overlay))
         config.clear_providers()
         if device == "cuda":
             config.append_provider("cuda")
         self.model = og.Model(config)
-        genai_config = json.loads((Path(model_dir) / "genai_config.json").read_text(encoding="utf-8"))
         self.context_length = genai_config["model"]["context_length"]
         eos = genai_config["model"].get("eos_token_id", [])
         # every id the runtime stops at (Phi-3 ends a turn with <|end|>, not only its tokenizer's eos)
@@ -99,6 +121,8 @@ class TorchEngine:
 
         self._torch = torch
         self.device = device
+        if device == "cpu":
+            torch.set_num_threads(cpu_threads())
         self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
         if lora_dir:
             from peft import PeftModel

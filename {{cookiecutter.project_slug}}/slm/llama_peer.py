@@ -26,6 +26,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from slm.engines import cpu_threads
 from slm.errors import UserError
 
 PEER_VERSION = "0.3.36"
@@ -208,11 +209,13 @@ class LlamaCppEngine:
 
     name = "llama.cpp"
 
-    def __init__(self, model_path, device="cpu", n_threads=2, n_ctx=2048, flash_attn=None):
+    def __init__(self, model_path, device="cpu", n_threads=None, n_ctx=2048, flash_attn=None):
+        """n_threads: by default as many as the ONNX engine computes with (every CPU of this process)."""
         if device != "cpu":
             raise PeerError("the llama.cpp peer is measured on CPU only (device=cpu)")
         from llama_cpp import Llama
 
+        n_threads = n_threads or cpu_threads()
         kwargs = {} if flash_attn is None else {"flash_attn": flash_attn}
         self.path = gguf_file(model_path)
         self.model = Llama(

@@ -41,3 +41,16 @@ def test_every_script_the_readme_names_answers_help():
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         result = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, env=env)
         assert result.returncode == 0, f"{script}: {result.stderr}"
+
+
+def test_onnx_runs_on_every_cpu_of_the_process_unless_genai_config_says_otherwise(monkeypatch):
+    from slm import engines
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)
+    plain = {"model": {"decoder": {"session_options": {"log_id": "onnxruntime-genai"}}}}
+    assert engines.onnx_session_overlay(plain, "cpu") == {
+        "model": {"decoder": {"session_options": {"intra_op_num_threads": 3}}}
+    }
+    own = {"model": {"decoder": {"session_options": {"intra_op_num_threads": 1}}}}
+    assert engines.onnx_session_overlay(own, "cpu") is None
+    assert engines.onnx_session_overlay(plain, "cuda") is None
