@@ -18,6 +18,7 @@ Run it with the template's test environment (scripts/env.sh) on an otherwise idl
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -71,9 +72,10 @@ def export(project, merged, name, settings, env):
 def with_threads(export_dir, threads):
     """A folder with the export's files (hard links) and a genai_config.json asking for `threads` threads."""
     out = export_dir.parent / f"{export_dir.name}+threads={threads}"
-    out.mkdir(exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)  # made anew: the export may have been rebuilt since
+    out.mkdir()
     for source in export_dir.iterdir():
-        if source.is_file() and source.name != "genai_config.json" and not (out / source.name).exists():
+        if source.is_file() and source.name != "genai_config.json":
             os.link(source, out / source.name)
     config = json.loads((export_dir / "genai_config.json").read_text(encoding="utf-8"))
     config["model"]["decoder"].setdefault("session_options", {})["intra_op_num_threads"] = threads
@@ -84,7 +86,7 @@ def with_threads(export_dir, threads):
 def parse_variant(name):
     """'k_quant_mixed+threads=1' -> ('k_quant_mixed', 1); 'int4' -> ('int4', None); None if malformed."""
     recipe, _, threads = name.partition("+threads=")
-    if recipe not in RECIPES or (threads and not threads.isdigit()) or (name != recipe and not threads):
+    if recipe not in RECIPES or (threads and not threads.isdecimal()) or (name != recipe and not threads):
         return None
     return recipe, int(threads) if threads else None
 
@@ -97,7 +99,8 @@ def main():
     args = parser.parse_args()
     project = args.project.resolve()
     names = [name.strip() for name in args.variants.split(",") if name.strip()]
-    unknown = [name for name in names if parse_variant(name) is None]
+    variants = {name: parse_variant(name) for name in names}
+    unknown = [name for name, parsed in variants.items() if parsed is None]
     if unknown:
         sys.exit(
             f"ERROR: unknown variant {', '.join(unknown)}: choose from {', '.join(RECIPES)}, "
@@ -110,7 +113,7 @@ def main():
     rendered = json.loads(project_fact(f"json.dumps({builder})", project, env))
     exports = {}
     for name in names:
-        recipe, threads = parse_variant(name)
+        recipe, threads = variants[name]
         exports[name], seconds = export(project, merged, recipe, builder_settings(rendered, recipe), env)
         print(f"exported {recipe} in {seconds:.0f} s", file=sys.stderr, flush=True)
         if threads is not None:
@@ -127,7 +130,7 @@ def main():
         runs = results[name]
         rates = " / ".join(f"{r['decode_tokens_per_s_median']:.1f}" for r in runs)
         ttft = statistics.median(r["time_to_first_token_ms_median"] for r in runs)
-        recipe = RECIPES[parse_variant(name)[0]]
+        recipe = RECIPES[variants[name][0]]
         changes = json.dumps(recipe) if recipe is not None else "precision fp32"
         size = runs[0]["weights_on_disk_mb"]
         print(f"{name:<26}{runs[0]['score']:>10.3f}{size:>12.1f}{rates:>28}{ttft:>9.0f}  {changes}")

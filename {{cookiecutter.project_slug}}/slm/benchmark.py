@@ -7,8 +7,9 @@ Run from the project root, after `olive run`:
 
 Both engines get the same prompts (the held-out rows, every one of them when there are at
 most 300, built exactly as in training), greedy decoding, and exactly --max-new-tokens new tokens each (end-of-sequence
-is ignored while timing, so both do equal work; the answer for accuracy is the text
-before the first end-of-sequence). Each engine runs in its own child process so its peak
+is ignored while timing, so both do equal work; the answer scored is the text before the first
+end-of-sequence, from an untimed plain run on ONNX Runtime GenAI, whose way of ignoring it changes
+the tokens after the answer). Each engine runs in its own child process so its peak
 memory is its own.
 
   ONNX     gen-model/model/                           (ModelBuilder output)
@@ -20,7 +21,8 @@ memory is its own.
   llama.cpp the same merged model converted to GGUF (gen-model/llama-peer/<QUANT>/), CPU only;
            skipped with a one-line hint when llama-cpp-python is not installed
 
-On CPU every engine computes with one thread per CPU this process may run on.
+On CPU every engine computes with one thread per CPU this process may run on (ONNX Runtime: unless
+genai_config.json sets intra_op_num_threads); the table's last row shows each engine's count.
 
 Each engine's row also shows the bytes of weights read per generated token and the GB/s
 that makes at its decode speed, beside a memory-bandwidth probe of this machine.
@@ -39,7 +41,7 @@ from pathlib import Path
 
 from slm import bandwidth, llama_peer
 from slm.data import load_rows
-from slm.engines import ENGINES, TextGenerator, cpu_threads, load_tokenizer, weights_size_bytes
+from slm.engines import ENGINES, TextGenerator, load_tokenizer, weights_size_bytes
 from slm.errors import UserError, cli
 from slm.metrics import label_set, token_f1
 from slm.project import Project
@@ -120,6 +122,14 @@ def trained_adapter_dir(onnx_dir):
     )
 
 
+def scored_ids(engine, prompt_ids, timed_ids, max_new_tokens, eos_ids, extra):
+    """The answer's tokens: the timed ones up to the first end-of-sequence, or, when the engine's ignore_eos
+    changes the tokens (ONNX Runtime GenAI), those of a plain, untimed run of the same prompt."""
+    if engine.ignore_eos_changes_tokens:
+        timed_ids = list(engine.generate_ids(prompt_ids, max_new_tokens, **extra))
+    return timed_ids[: next((i for i, token in enumerate(timed_ids) if token in eos_ids), len(timed_ids))]
+
+
 def measure(engine_name, model_dir, rows, task, max_new_tokens, device, adapter=None):
     """Runs in the child process: time every prompt on one engine; `adapter`: an .onnx_adapter file
     (ONNX) or a LoRA adapter folder merged into the model (PyTorch)."""
@@ -156,8 +166,8 @@ def measure(engine_name, model_dir, rows, task, max_new_tokens, device, adapter=
         first_token.append(stamps[0])
         latencies.append(stamps[-1])
         decode_rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
-        answer_ids = tokens[: next((i for i, t in enumerate(tokens) if t in generator.eos_ids), len(tokens))]
-        answer = tokenizer.decode(answer_ids).strip()
+        answer = tokenizer.decode(scored_ids(engine, prompt_ids, tokens, max_new_tokens, generator.eos_ids, extra))
+        answer = answer.strip()
         answers.append(answer.split("\n")[0] if stop_at_newline else answer)
     metric, value = score(answers, [task.reference(row) for row in rows])
     decode_median = statistics.median(decode_rates)
@@ -173,6 +183,7 @@ def measure(engine_name, model_dir, rows, task, max_new_tokens, device, adapter=
         "peak_rss_mb": memory.megabytes,
         "weights_on_disk_mb": (weights_size_bytes(model_dir) + (weights_size_bytes(adapter) if adapter else 0)) / 2**20,
         "weights_read_per_token_mb": read_per_token / 2**20,
+        "cpu_threads": engine.threads,
         "decode_weight_gb_per_s": bandwidth.decode_bandwidth_gbs(read_per_token, decode_median),
         "metric": metric,
         "score": value,
@@ -218,6 +229,7 @@ ROWS = [
     ("weights read per token (MB)", "weights_read_per_token_mb", "{:.1f}"),
     ("decode weight traffic (GB/s)", "decode_weight_gb_per_s", "{:.1f}"),
     ("score on the prompts (accuracy or token F1)", "score", "{:.3f}"),
+    ("CPU threads (0: the runtime's default)", "cpu_threads", "{}"),
 ]
 
 
@@ -226,7 +238,10 @@ def print_table(results):
     widths = [max(12, len(title) + 2) for title, _ in results]
     print(f"{'':44}" + "".join(f"{title:>{w}}" for (title, _), w in zip(results, widths, strict=True)))
     for label, key, fmt in ROWS:
-        cells = "".join(f"{fmt.format(r[key]):>{w}}" for (_, r), w in zip(results, widths, strict=True))
+        cells = "".join(
+            f"{'-' if r.get(key) is None else fmt.format(r[key]):>{w}}"
+            for (_, r), w in zip(results, widths, strict=True)
+        )
         print(f"{label:44}{cells}")
 
 
@@ -370,7 +385,6 @@ def main(argv=None):
             "prompts": len(rows),
             "max_new_tokens": args.max_new_tokens,
             "device": args.device,
-            "cpu_threads": cpu_threads(),
         },
     }
     if adapter:  # how much slower decoding is with the adapter than the base model alone
@@ -387,7 +401,6 @@ def main(argv=None):
         overhead = 100 * summary["adapter_overhead_decode"]
         print(f"adapter overhead: {overhead:.0f}% (decode tokens/s with the adapter against the base alone)")
     print(f"ONNX size is {100 * summary['size_ratio']:.0f}% of the merged PyTorch weights")
-    print(f"CPU threads: {cpu_threads()} for every engine (each CPU this process may run on)")
     probe = summary["memory_bandwidth_probe_gb_per_s"]
     print(f"memory bandwidth probe (numpy copy, read+write): {probe:.1f} GB/s on this machine")
     for title, result in peers:

@@ -29,7 +29,7 @@ def cpu_threads():
 def onnx_session_overlay(genai_config, device):
     """What OnnxEngine lays over genai_config.json: on CPU, one intra-op thread per CPU, unless the file
     sets its own. When the file sets none, ONNX Runtime GenAI 0.14.1 decodes as slowly as with one thread
-    (measured in the template's README, "Speed"); llama.cpp in the benchmark gets the same count."""
+    (measured in the template's README, "Speed")."""
     session_options = genai_config["model"]["decoder"].get("session_options", {})
     if device != "cpu" or "intra_op_num_threads" in session_options:
         return None
@@ -47,6 +47,9 @@ class OnnxEngine:
     and chosen per generation (`adapter=None`: the base model alone)."""
 
     name = "onnxruntime-genai"
+    # ignore_eos goes through min_length, which keeps the runtime from choosing end-of-sequence at all:
+    # the tokens after an answer then differ from a plain run's, so the benchmark scores a plain run
+    ignore_eos_changes_tokens = True
 
     def __init__(self, model_dir, device="cpu"):
         import onnxruntime_genai as og
@@ -59,6 +62,9 @@ class OnnxEngine:
         overlay = onnx_session_overlay(genai_config, device)
         if overlay:
             config.overlay(json.dumps(overlay))
+        self.threads = None  # intra-op threads on CPU, as the benchmark reports them (0: ONNX Runtime's default)
+        if device == "cpu":
+            self.threads = (overlay or genai_config)["model"]["decoder"]["session_options"]["intra_op_num_threads"]
         config.clear_providers()
         if device == "cuda":
             config.append_provider("cuda")
@@ -113,6 +119,7 @@ class OnnxEngine:
 
 class TorchEngine:
     name = "pytorch"
+    ignore_eos_changes_tokens = False  # it picks end-of-sequence as usual and generates on past it
 
     def __init__(self, model_dir, device="cpu", lora_dir=None):
         """lora_dir: a PEFT LoRA adapter folder, merged into the model's weights before timing."""
@@ -121,8 +128,10 @@ class TorchEngine:
 
         self._torch = torch
         self.device = device
+        self.threads = None
         if device == "cpu":
             torch.set_num_threads(cpu_threads())
+            self.threads = torch.get_num_threads()
         self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
         if lora_dir:
             from peft import PeftModel

@@ -208,21 +208,21 @@ class LlamaCppEngine:
     """
 
     name = "llama.cpp"
+    ignore_eos_changes_tokens = False  # it picks end-of-sequence as usual and generates on past it
 
-    def __init__(self, model_path, device="cpu", n_threads=None, n_ctx=2048, flash_attn=None):
-        """n_threads: by default as many as the ONNX engine computes with (every CPU of this process)."""
+    def __init__(self, model_path, device="cpu", n_ctx=2048, flash_attn=None):
         if device != "cpu":
             raise PeerError("the llama.cpp peer is measured on CPU only (device=cpu)")
         from llama_cpp import Llama
 
-        n_threads = n_threads or cpu_threads()
+        self.threads = cpu_threads()  # as many as the other engines compute with
         kwargs = {} if flash_attn is None else {"flash_attn": flash_attn}
         self.path = gguf_file(model_path)
         self.model = Llama(
             model_path=str(self.path),
             n_ctx=n_ctx,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
+            n_threads=self.threads,
+            n_threads_batch=self.threads,
             verbose=False,
             **kwargs,
         )

@@ -54,3 +54,27 @@ def test_onnx_runs_on_every_cpu_of_the_process_unless_genai_config_says_otherwis
     own = {"model": {"decoder": {"session_options": {"intra_op_num_threads": 1}}}}
     assert engines.onnx_session_overlay(own, "cpu") is None
     assert engines.onnx_session_overlay(plain, "cuda") is None
+
+
+class _ScriptedEngine:
+    """Timed tokens, and what a plain run of the same prompt gives (end-of-sequence is 2)."""
+
+    def __init__(self, ignore_eos_changes_tokens):
+        self.ignore_eos_changes_tokens = ignore_eos_changes_tokens
+        self.plain_runs = []
+
+    def generate_ids(self, prompt_ids, max_new_tokens, adapter=None):
+        self.plain_runs.append((list(prompt_ids), max_new_tokens, adapter))
+        return iter([7, 8, 2, 5])
+
+
+def test_benchmark_scores_the_plain_run_where_ignoring_eos_changes_the_tokens():
+    from slm.benchmark import scored_ids
+
+    onnx_like = _ScriptedEngine(ignore_eos_changes_tokens=True)
+    assert scored_ids(onnx_like, [1, 3], [7, 9, 9, 9], 4, {2}, {"adapter": "a"}) == [7, 8]
+    assert onnx_like.plain_runs == [([1, 3], 4, "a")]
+    torch_like = _ScriptedEngine(ignore_eos_changes_tokens=False)
+    assert scored_ids(torch_like, [1, 3], [7, 9, 2, 9], 4, {2}, {}) == [7, 9]
+    assert scored_ids(torch_like, [1, 3], [7, 9, 9, 9], 4, {2}, {}) == [7, 9, 9, 9]
+    assert torch_like.plain_runs == []
