@@ -23,8 +23,9 @@ from pathlib import Path
 from measure_quality import run
 
 
-def merged_config(project):
-    config = json.loads((project / "fine-tuning/olive-config.json").read_text(encoding="utf-8"))
+def merged_config(config):
+    """The project's config with the passes after LoRA swapped for the template's merged export."""
+    config = dict(config)
     builder = dict(config["passes"]["builder"])
     builder["config"] = {k: v for k, v in builder["config"].items() if k != "int4_nodes_to_exclude"}
     config["passes"] = {"finetune": config["passes"]["finetune"], "merge": {"type": "MergeAdapterWeights"}}
@@ -48,7 +49,7 @@ def main():
     if "adapter" not in config["passes"]:
         sys.exit("ERROR: PROJECT must be rendered with export=adapter and trained with olive run")
     variant = project / "gen-model/merged-config.json"
-    variant.write_text(json.dumps(merged_config(project), indent=2), encoding="utf-8")
+    variant.write_text(json.dumps(merged_config(config), indent=2), encoding="utf-8")
     print("building the merged export of the same LoRA run ...", file=sys.stderr, flush=True)
     run([sys.executable, "-m", "olive", "run", "--config", str(variant)], project, env)
     infer = [sys.executable, "inferences/infer.py", "--eval"]

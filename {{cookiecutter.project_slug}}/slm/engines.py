@@ -57,7 +57,7 @@ class OnnxEngine:
         self._og = og
         self.model_dir = Path(model_dir)
         self.adapters = None  # og.Adapters, made when the first adapter is loaded
-        genai_config = json.loads((Path(model_dir) / "genai_config.json").read_text(encoding="utf-8"))
+        genai_config = json.loads((self.model_dir / "genai_config.json").read_text(encoding="utf-8"))
         config = og.Config(str(model_dir))
         overlay = onnx_session_overlay(genai_config, device)
         if overlay:

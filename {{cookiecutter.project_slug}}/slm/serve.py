@@ -597,12 +597,12 @@ def served_adapters(args, project, model_id):
         return None
     adapters = {model_id: own, f"{model_id}-base": None}
     for given in args.adapter:
-        name, _, path = given.partition("=")
-        if not name.strip() or not path.strip():
+        name, _, path = (part.strip() for part in given.partition("="))
+        if not name or not path:
             raise UserError(f"--adapter {given!r}: write NAME=FILE, e.g. --adapter support=other/adapter.onnx_adapter")
-        if name.strip() in adapters:
-            raise UserError(f"--adapter {given!r}: the model id {name.strip()!r} is already served; choose another")
-        adapters[name.strip()] = Path(path.strip())
+        if name in adapters:
+            raise UserError(f"--adapter {given!r}: the model id {name!r} is already served; choose another")
+        adapters[name] = Path(path)
     return adapters
 
 
