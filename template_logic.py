@@ -31,16 +31,23 @@ COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ -]*$")
 KNOBS = {
     "lora_r": (int, 1, 1024),
     "lora_alpha": (float, 1e-3, 4096),
-    "max_steps": (int, 1, 1_000_000),
+    "epochs": (float, 0.01, 1000),
+    "min_steps": (int, 1, 1_000_000),
+    "step_cap": (int, 1, 1_000_000),
     "learning_rate": (float, 1e-8, 1.0),
     "max_seq_len": (int, 16, 131_072),
     "batch_size": (int, 1, 1024),
+}
+# settings with no default in the model table: empty unless given
+OPTIONAL_KNOBS = {
+    # a fixed step count, overriding the schedule from the row count (transformers' max_steps)
+    "max_steps": (int, 1, 1_000_000),
 }
 
 # Answers of earlier template versions. Cookiecutter passes an old name through only from a
 # replay file (on the command line it drops names the template no longer has, before any hook
 # runs), so these are what a replayed older project can carry.
-RENAMED = {name: f"__{name}" for name in KNOBS} | {
+RENAMED = {name: f"__{name}" for name in (*KNOBS, *OPTIONAL_KNOBS)} | {
     "download_model": "__download_model",
     "olive_telemetry": "__olive_telemetry",
 }
@@ -64,10 +71,16 @@ UNSUPPORTED = {
 }
 
 SAMPLE_COLUMNS = ("phrase", "tone")
+# (training, validation, held-out eval) files of each data format
 DATA_FILES = {
-    "columns": ("datasets/train.json", "datasets/eval.json"),
-    "messages": ("datasets/train.jsonl", "datasets/eval.jsonl"),
+    "columns": ("datasets/train.json", "datasets/validation.json", "datasets/eval.json"),
+    "messages": ("datasets/train.jsonl", "datasets/validation.jsonl", "datasets/eval.jsonl"),
 }
+CHECKPOINT_DIR = "gen-model/checkpoints"
+# evaluate on the validation rows and save a checkpoint every tenth of the steps (transformers reads
+# a value below 1 as that fraction of the total), so a run of any length is judged ten times
+EVAL_FRACTION = 0.1
+LOG_FRACTION = 0.02
 AZUREML_FILES = ("fine-tuning/azureml", ".azureml", ".amlignore", "slm/azureml.py")
 PRE_PROCESS_SCRIPT = "slm/olive_data.py"
 PRE_PROCESS_TYPE = "answer_only_pre_process"
@@ -86,7 +99,7 @@ def template_fields(template):
 
 
 def _number(name, raw):
-    kind, lowest, highest = KNOBS[name]
+    kind, lowest, highest = (KNOBS | OPTIONAL_KNOBS)[name]
     text = str(raw).strip()
     try:
         value = kind(text)
@@ -143,6 +156,11 @@ def resolve(answers):
     for name in KNOBS:
         given = str(answers.get(f"__{name}", "")).strip()
         resolved[name] = _number(name, given or defaults[name])
+    for name in OPTIONAL_KNOBS:
+        given = str(answers.get(f"__{name}", "")).strip()
+        resolved[name] = _number(name, given) if given else None
+    if resolved["min_steps"] > resolved["step_cap"]:
+        raise AnswerError(f"min_steps={resolved['min_steps']} is above step_cap={resolved['step_cap']}; lower it")
     return resolved
 
 
@@ -296,20 +314,35 @@ def olive_config(raw_answers):
     on_gpu = answers["device"] == "cuda"
     messages = answers["data_format"] == "messages"
     training_args = {
-        "max_steps": answers["max_steps"],
+        # one pass over the scheduled rows, in the order the pre-processing laid them (slm/schedule.py)
+        "num_train_epochs": 1,
+        "train_sampling_strategy": "sequential",
         "learning_rate": answers["learning_rate"],
         "per_device_train_batch_size": answers["batch_size"],
         "gradient_accumulation_steps": 1,
         "gradient_checkpointing": on_gpu,
         "lr_scheduler_type": "cosine",
-        "warmup_steps": 5,
-        "logging_steps": 10,
-        "save_strategy": "no",
+        "warmup_ratio": 0.05,
+        "logging_steps": LOG_FRACTION,
+        "eval_strategy": "steps",
+        "eval_steps": EVAL_FRACTION,
+        "save_strategy": "steps",
+        "save_steps": EVAL_FRACTION,
+        # the best and the latest checkpoint stay: the best is the model, the latest is where a resume starts
+        "save_total_limit": 2,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": "eval_loss",
+        "greater_is_better": False,
+        "output_dir": CHECKPOINT_DIR,
+        # info: the Trainer logs its plan, every loss, and which checkpoint it kept
+        "log_level": "info",
         "seed": 0,
-        "data_seed": 42,
     }
+    if answers["max_steps"]:
+        training_args["max_steps"] = answers["max_steps"]
     finetune = {
         "train_data_config": "train_data",
+        "eval_data_config": "validation_data",
         "target_modules": TARGET_MODULES[architecture],
         "r": answers["lora_r"],
         "alpha": answers["lora_alpha"],
@@ -330,6 +363,23 @@ def olive_config(raw_answers):
         pre_process["message_col"] = "messages"
     else:
         pre_process["text_template"] = answers["text_template"]
+    schedule = {
+        "epochs": answers["epochs"],
+        "min_steps": answers["min_steps"],
+        "step_cap": answers["step_cap"],
+        "seed": 42,
+    }
+    train_file, validation_file, _ = DATA_FILES[answers["data_format"]]
+
+    def data_config(name, data_file, extra=None):
+        return {
+            "name": name,
+            "type": "HuggingfaceContainer",
+            "user_script": PRE_PROCESS_SCRIPT,
+            "load_dataset_config": {"data_name": "json", "data_files": data_file, "split": "train"},
+            "pre_process_data_config": {**pre_process, **(extra or {})},
+        }
+
     passes = {"finetune": {"type": "QLoRA" if answers["finetune_method"] == "qlora" else "LoRA", "config": finetune}}
     builder = {"type": "ModelBuilder", "config": model_builder_settings(answers)}
     if answers["export"] == "adapter":
@@ -352,17 +402,8 @@ def olive_config(raw_answers):
             }
         },
         "data_configs": [
-            {
-                "name": "train_data",
-                "type": "HuggingfaceContainer",
-                "user_script": PRE_PROCESS_SCRIPT,
-                "load_dataset_config": {
-                    "data_name": "json",
-                    "data_files": DATA_FILES[answers["data_format"]][0],
-                    "split": "train",
-                },
-                "pre_process_data_config": pre_process,
-            }
+            data_config("train_data", train_file, schedule),
+            data_config("validation_data", validation_file),
         ],
         "passes": passes,
         "host": "local_system",

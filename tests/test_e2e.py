@@ -164,8 +164,18 @@ def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format,
     assert demo_answers == {"project_name": "Tone Demo", "project_slug": "tone-demo", "base_model": DEMO_MODEL}
     project_answers = {**demo_answers, "local_model_path": str(demo_model_dir), "data_format": data_format}
     project = bake(**project_answers)
-    _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
+    trained = _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
+    # the schedule from the row count, and the checkpoint with the lowest validation loss kept as the model
+    assert "schedule: 216 training rows x 3 epochs / batch 8 = 100 steps" in trained.stdout + trained.stderr
+    report = _check(project.run("fine-tuning/report.py")).stdout.strip().splitlines()[-1]
+    state = json.loads((project.path / "gen-model/checkpoints/checkpoint-100/trainer_state.json").read_text())
+    evaluated = {entry["step"] for entry in state["log_history"] if "eval_loss" in entry}
+    best_step = int(re.search(r"best step (\d+) \(validation loss \d\.\d{4}\)", report).group(1))
+    assert best_step in evaluated and report.startswith("rows 216, steps 100, epochs 3.704"), report
+    assert (project.path / "gen-model/report/training-loss.png").stat().st_size > 10_000
     merged_accuracy = eval_accuracy(project)
+    answers = (project.path / "gen-model/report/eval-answers.jsonl").read_text().splitlines()
+    assert len(answers) == 80 and set(json.loads(answers[0])) == {"input", "reference", "answer", "score"}
     # Four balanced labels: chance is 0.25 and the zero-shot base model scores 0.0 (it answers in free text).
     # Every run measured here scored 0.85 or more (README); 0.7 leaves room for CPU non-determinism
     # while any break in training, masking, export or prompting falls far below it.
@@ -228,9 +238,14 @@ def test_training_batch_learns_only_the_answer(bake, demo_model_dir, data_format
     tokenizer = AutoTokenizer.from_pretrained(str(demo_model_dir))
     batch = LoRA.collate_batch([dataset[i] for i in range(8)], tokenizer)
     project_module = project.module("slm.project").Project.load()
-    rows = project.module("slm.data").load_rows(project_module.train_file, project_module.task)[:8]
+    rows = project.module("slm.data").load_rows(project_module.train_file, project_module.task)
+    # the training rows come in the schedule's order: shuffled whole passes over the file
+    schedule = project_module.pre_process
+    steps = project.module("slm.schedule").Schedule(len(rows), 8, schedule["epochs"], schedule["min_steps"], 1000).steps
+    order = project.module("slm.schedule").row_order(len(rows), steps, 8, schedule["seed"])
+    assert len(dataset) == steps * 8 and sorted(set(order)) == list(range(len(rows)))
     end = tokenizer.eos_token if data_format == "columns" else "<|im_end|>"
-    for index, row in enumerate(rows):
+    for index, row in enumerate(rows[position] for position in order[:8]):
         ids, labels = batch["input_ids"][index].tolist(), batch["labels"][index].tolist()
         length = int(batch["attention_mask"][index].sum())
         prompt_ids = tokenizer(project_module.task.prompt_for_row(row, tokenizer), add_special_tokens=False)[

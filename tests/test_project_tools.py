@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+from conftest import DEMO_MODEL
 
 STEP_SCRIPT = re.compile(r"^[\w./-]+\.(py|json)$")
 
@@ -42,7 +43,8 @@ def test_vscode_workspace_parses_and_points_at_real_files(bake, telemetry):
     for path in referenced:
         assert (project.path / path).is_file(), path
     labels = [task["label"] for task in tasks["tasks"]]
-    assert [label for label in labels if label[0].isdigit()] == sorted(label for label in labels if label[0].isdigit())
+    numbers = [int(label.split(".")[0]) for label in labels if label[0].isdigit()]
+    assert numbers == list(range(1, len(numbers) + 1))  # the README's steps, in order
     env = tasks["options"]["env"]
     assert env == ({"OLIVE_DISABLE_TELEMETRY": "1"} if telemetry == "no" else {})
 
@@ -71,26 +73,44 @@ def _write(path, kind, rows):
     if kind == "csv":
         lines = ["phrase,tone"] + [f'"{row["phrase"]}",{row["tone"]}' for row in rows]
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    elif kind == "tsv":
+        # quotes are text in a TSV file, as in the tab-separated data sets people publish
+        lines = ["phrase\ttone"] + [f'{row["phrase"]} "quoted"\t{row["tone"]}' for row in rows]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     elif kind == "jsonl":
         path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     else:
         path.write_text(json.dumps(rows), encoding="utf-8")
 
 
-@pytest.mark.parametrize("kind", ["csv", "json", "jsonl"])
+SPLIT_FILES = ("datasets/train.json", "datasets/validation.json", "datasets/eval.json")
+
+
+@pytest.mark.parametrize("kind", ["csv", "tsv", "json", "jsonl"])
 def test_prepare_splits_good_input_deterministically(bake, kind):
-    project = bake()
+    project = bake(base_model=DEMO_MODEL)
     source = project.path / f"mine.{kind}"
     _write(source, kind, ROWS)
     before = source.read_bytes()
     result = project.run("datasets/prepare.py", source.name, "--eval-ratio", "0.25", "--seed", "3")
     assert result.returncode == 0, result.stderr
-    train, held_out = project.read_json("datasets/train.json"), project.read_json("datasets/eval.json")
-    assert len(train) == 15 and len(held_out) == 5
-    assert sorted(train + held_out, key=lambda row: row["phrase"]) == sorted(ROWS, key=lambda row: row["phrase"])
+    train, validation, held_out = (project.read_json(name) for name in SPLIT_FILES)
+    # 5 held out, then a tenth of the other 15 (rounded) for validation
+    assert (len(train), len(validation), len(held_out)) == (13, 2, 5)
+    expected = sorted(ROWS, key=lambda row: row["phrase"])
+    if kind == "tsv":
+        expected = [{**row, "phrase": row["phrase"] + ' "quoted"'} for row in expected]
+    assert sorted(train + validation + held_out, key=lambda row: row["phrase"]) == expected  # none overlap
     assert source.read_bytes() == before  # the source is never modified
+    # what training will cost, by the schedule olive run applies (SmolLM2: at least 100 steps of 8)
+    assert "schedule: 13 training rows x 3 epochs / batch 8 = 100 steps (raised to min_steps 100)" in result.stdout
+    assert "min of training on a 2-core CPU" in result.stdout
     again = project.run("datasets/prepare.py", source.name, "--eval-ratio", "0.25", "--seed", "3")
-    assert again.returncode == 0 and project.read_json("datasets/eval.json") == held_out
+    assert again.returncode == 0 and [project.read_json(name) for name in SPLIT_FILES] == [train, validation, held_out]
+    # the data's digest enters the config, so that Olive's cache (keyed on the config) sees new data
+    pre_process = project.read_json("fine-tuning/olive-config.json")["data_configs"][0]["pre_process_data_config"]
+    assert len(pre_process["data_version"]) == 16
+    project.check_config()
 
 
 def test_prepare_reports_duplicates(bake):
@@ -133,6 +153,18 @@ BAD_INPUTS = [
         id="not-rows",
     ),
     pytest.param(
+        "nested.jsonl",
+        '{"phrase": "ok", "tone": "joy"}\n{"phrase": {"text": "nested"}, "tone": "joy"}\n',
+        "nested.jsonl: line 2: column 'phrase' holds a JSON object, not text",
+        id="nested-value",
+    ),
+    pytest.param(
+        "list.json",
+        json.dumps([{"phrase": "a b c", "tone": ["joy", "fear"]}]),
+        "list.json: row 1: column 'tone' holds a JSON list, not text",
+        id="list-value",
+    ),
+    pytest.param(
         "broken.jsonl",
         '{"phrase": "ok", "tone": "joy"}\n{"phrase": \n',
         "broken.jsonl: line 2: not valid JSON",
@@ -146,7 +178,7 @@ def test_prepare_rejects_bad_input_and_writes_nothing(bake, name, content, messa
     project = bake()
     source = project.path / name
     source.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
-    before = {path: (project.path / path).read_bytes() for path in ("datasets/train.json", "datasets/eval.json")}
+    before = {path: (project.path / path).read_bytes() for path in SPLIT_FILES}
     result = project.run("datasets/prepare.py", name)
     assert result.returncode == 1
     assert f"ERROR: {message}" in result.stderr, result.stderr
@@ -162,7 +194,7 @@ def test_prepared_data_passes_the_checks_training_and_eval_use(bake):
     project.check_config()
     data = project.module("slm.data")
     task = project.module("slm.project").Project.load(project.path / "fine-tuning/olive-config.json").task
-    assert len(data.load_rows(project.path / "datasets/train.json", task)) == 16
+    assert len(data.load_rows(project.path / "datasets/train.json", task)) == 14  # 16 less 2 for validation
 
 
 SYSTEM = "Classify the tone."
@@ -173,6 +205,7 @@ def _conversation(user, answer, system=SYSTEM):
     return {"messages": [*turns, {"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
 
 
+CHAT_FILES = ("datasets/train.jsonl", "datasets/validation.jsonl", "datasets/eval.jsonl")
 CHATS = [_conversation(f"sentence number {i} about something", ["joy", "fear"][i % 2]) for i in range(20)]
 BAD_CHAT_LINES = [
     ('{"messages": [', "not valid JSON"),
@@ -194,7 +227,7 @@ def test_prepare_chat_jsonl_reports_every_bad_line_and_writes_nothing(bake):
     source = project.path / "chats.jsonl"
     good = [json.dumps(row) for row in CHATS[:3]]
     source.write_text("\n".join([good[0], *[line for line, _ in BAD_CHAT_LINES], *good[1:]]) + "\n")
-    before = {name: (project.path / name).read_bytes() for name in ("datasets/train.jsonl", "datasets/eval.jsonl")}
+    before = {name: (project.path / name).read_bytes() for name in CHAT_FILES}
     result = project.run("datasets/prepare.py", "chats.jsonl")
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: chats.jsonl: line ")]
@@ -213,7 +246,7 @@ def test_prepare_chat_jsonl_splits_deterministically(bake):
     held_out = (project.path / "datasets/eval.jsonl").read_text()
     again = project.run("datasets/prepare.py", "chats.jsonl", "--seed", "5")
     assert again.returncode == 0 and (project.path / "datasets/eval.jsonl").read_text() == held_out
-    rows = [json.loads(line) for name in ("train", "eval") for line in (project.path / f"datasets/{name}.jsonl").open()]
+    rows = [json.loads(line) for name in CHAT_FILES for line in (project.path / name).open()]
     assert sorted(map(json.dumps, rows)) == sorted(map(json.dumps, CHATS)) and len(held_out.splitlines()) == 4
 
 
@@ -222,7 +255,7 @@ def test_prepare_turns_a_columns_file_into_conversations(bake):
     _write(project.path / "mine.csv", "csv", ROWS)
     result = project.run("datasets/prepare.py", "mine.csv", "--to", "messages", "--system-prompt", SYSTEM)
     assert result.returncode == 0, result.stderr
-    rows = [json.loads(line) for name in ("train", "eval") for line in (project.path / f"datasets/{name}.jsonl").open()]
+    rows = [json.loads(line) for name in CHAT_FILES for line in (project.path / name).open()]
     expected = [_conversation(row["phrase"], row["tone"]) for row in ROWS]
     assert sorted(map(json.dumps, rows)) == sorted(map(json.dumps, expected))
 

@@ -1,7 +1,7 @@
 """Reading and checking data rows, in both formats: the one reader behind prepare, eval and benchmark.
 
-- columns: CSV, a JSON array of objects, or JSON Lines; every row has a non-empty value
-  in the input and the answer column.
+- columns: CSV, TSV, a JSON array of objects, or JSON Lines; every row has a non-empty text,
+  number or boolean in the input and the answer column (not a nested object or list).
 - messages: JSON Lines of {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}]};
   every conversation has an assistant turn and ends with one (the answer that is learned
   and scored).
@@ -10,6 +10,7 @@ Every problem is reported with file, row or line, and what is wrong, not just th
 """
 
 import csv
+import io
 import json
 import os
 import tempfile
@@ -38,10 +39,13 @@ def read_records(path):
     except FileNotFoundError:
         raise UserError(f"{path.as_posix()}: file not found") from None
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
+    if suffix in (".csv", ".tsv"):
+        # a quoted CSV field may hold newlines: the csv module reads the text as one stream. TSV files quote
+        # nothing (a tab separates, a quote is text), as the tab-separated data sets of this field are written
+        dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
+        reader = csv.DictReader(io.StringIO(text, newline=""), **dialect)
         if not reader.fieldnames:
-            raise UserError(f"{path.as_posix()}: empty CSV, expected a header row")
+            raise UserError(f"{path.as_posix()}: empty {suffix[1:].upper()}, expected a header row")
         return [(f"row {number}", row) for number, row in enumerate(reader, start=1)]
     if suffix in (".jsonl", ".ndjson"):
         records = []
@@ -60,7 +64,7 @@ def read_records(path):
         if not isinstance(rows, list):
             raise UserError(f"{path.as_posix()}: expected a JSON array of objects (a table), got {type(rows).__name__}")
         return [(f"row {number}", row) for number, row in enumerate(rows, start=1)]
-    raise UserError(f"{path.as_posix()}: unknown format {suffix!r}; use .csv, .json (array) or .jsonl")
+    raise UserError(f"{path.as_posix()}: unknown format {suffix!r}; use .csv, .tsv, .json (array) or .jsonl")
 
 
 def _raise_if(problems):
@@ -78,6 +82,11 @@ def columns_problems(place, row, columns):
     for column in columns:
         if column not in row:
             problems.append(f"{place}: column {column!r} is missing")
+        elif isinstance(row[column], dict | list):
+            problems.append(
+                f"{place}: column {column!r} holds a JSON {'object' if isinstance(row[column], dict) else 'list'}, "
+                "not text; flatten it to one text value per column"
+            )
         elif row[column] is None or not str(row[column]).strip():
             problems.append(f"{place}: column {column!r} is empty")
     return problems

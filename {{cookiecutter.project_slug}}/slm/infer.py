@@ -16,6 +16,7 @@ label set, --constrain makes every answer one of those labels.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -188,8 +189,18 @@ def interactive(prompter):
             print(f"ERROR: {error}", file=sys.stderr)
 
 
-def evaluate(prompter, rows, path):
-    """Print the score: accuracy with a per-label table for a small label set, else token F1."""
+def write_answers(path, rows, task, references, answers, scores):
+    """Every row's input, reference and answer, one JSON line each, so a user can see which were wrong."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as stream:
+        for row, reference, answer, score in zip(rows, references, answers, scores, strict=True):
+            line = {"input": task.input_of(row), "reference": reference, "answer": answer, "score": score}
+            stream.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def evaluate(prompter, rows, path, answers_file=None):
+    """Print the score: accuracy with a per-label table for a small label set, else token F1; write every
+    answer to answers_file."""
     from tqdm import tqdm
 
     task = prompter.task
@@ -199,12 +210,17 @@ def evaluate(prompter, rows, path):
         pairs = [
             (normalise_label(ref), normalise_label(answer)) for ref, answer in zip(references, answers, strict=True)
         ]
+        scores = [float(expected == predicted) for expected, predicted in pairs]
         table, accuracy = label_table(pairs)
         print(table)
-        print(f"accuracy: {accuracy:.3f} (n={len(pairs)})")
+        last = f"accuracy: {accuracy:.3f} (n={len(pairs)})"
     else:
-        score = sum(token_f1(answer, ref) for answer, ref in zip(answers, references, strict=True)) / len(rows)
-        print(f"token_f1: {score:.3f} (n={len(rows)})")
+        scores = [token_f1(answer, ref) for answer, ref in zip(answers, references, strict=True)]
+        last = f"token_f1: {sum(scores) / len(rows):.3f} (n={len(rows)})"
+    if answers_file is not None:
+        write_answers(answers_file, rows, task, references, answers, scores)
+        print(f"every answer: {answers_file.as_posix()}")
+    print(last)
 
 
 @cli
@@ -228,7 +244,8 @@ def main(argv=None):
     generator = open_generator(args, project, adapter_file)
     prompter = Prompter(project, generator, args.chat, args.max_new_tokens, labels)
     if rows is not None:
-        evaluate(prompter, rows, args.eval.as_posix())
+        answers_file = project.report_dir / f"{args.eval.stem}-answers.jsonl"
+        evaluate(prompter, rows, args.eval.as_posix(), answers_file)
     elif args.prompt is not None:
         print_stream(prompter, args.prompt.strip())
     else:

@@ -60,6 +60,11 @@ def check_pass(name, pass_entry, accelerator_spec, data_configs):
 
     training_args = params.get("training_args") or {}
     training_fields = {f.name for f in dataclasses.fields(transformers.TrainingArguments) if f.init}
+    if pass_entry["type"] in ("LoRA", "QLoRA"):
+        from olive.passes.pytorch.lora import HFTrainingArguments
+
+        # Olive's own keys beside the Trainer's (overwrite_output_dir: start afresh instead of resuming)
+        training_fields |= set(HFTrainingArguments.model_fields) - {"extra_args"}
     _unknown(training_args, training_fields, f"passes.{name}.config.training_args (transformers.TrainingArguments)")
 
     # Olive resolves data config names to the data configs themselves before building the pass
@@ -115,6 +120,24 @@ def check_paths(config, root):
         for data_file in [files] if isinstance(files, str) else files:
             if not (root / data_file).is_file():
                 raise ConfigError(f"data file {(root / data_file).as_posix()} does not exist")
+    check_data_version(config, root)
+
+
+def check_data_version(config, root):
+    """The training and validation files still match the digest prepare.py recorded (data_version)."""
+    from slm.project import Project
+
+    project = Project(config, root / OLIVE_CONFIG)
+    recorded = project.pre_process.get("data_version")
+    if recorded is None:
+        return
+    digest = Project(config).data_digest(root)
+    if digest != recorded:
+        raise ConfigError(
+            f"{project.train_file.as_posix()} or {project.validation_file.as_posix()} changed since data_version "
+            f"{recorded} was recorded, and Olive's cache would reuse the model trained on the old data: set "
+            f'"data_version": "{digest}" in {OLIVE_CONFIG.as_posix()} (or run `python datasets/prepare.py YOUR_FILE`)'
+        )
 
 
 def with_absolute_scripts(config, root):

@@ -1,18 +1,22 @@
-"""Bring your own data: check a file and split it into the project's training and held-out files.
+"""Bring your own data: check a file and split it into the project's training, validation and held-out files.
 
 Run from the project root:
     python datasets/prepare.py SOURCE [--eval-ratio 0.2] [--seed 0]
     python datasets/prepare.py SOURCE --to messages --system-prompt TEXT [--columns INPUT ANSWER]
 
-- Columns projects read CSV, JSON arrays or JSON Lines with the two columns of the text
+- Columns projects read CSV, TSV, JSON arrays or JSON Lines with the two columns of the text
   template in fine-tuning/olive-config.json; chat projects read JSON Lines conversations
   (`{"messages": [...]}`), or, with --to messages, a columns file turned into conversations
   (system prompt, the input as the user turn, the answer as the assistant turn).
 - Every bad row is reported with file, row or line and what is wrong; duplicates and rows
   longer than max_seq_len tokens (counted with the base model's tokenizer when it is in
   model-cache/) are reported too.
-- The split is deterministic for a given seed. SOURCE is only read; both outputs are
-  written together, only after every check passed, so a failure leaves your files as they were.
+- The split is deterministic for a given seed: first the held-out eval rows (--eval-ratio), then
+  a tenth of the rest (at most 200) as validation rows, scored during training to keep the best
+  checkpoint; the remainder is trained on. SOURCE is only read; the three outputs are written
+  together, only after every check passed, so a failure leaves your files as they were.
+- It prints what training will cost: rows, steps and epochs by the schedule in
+  fine-tuning/olive-config.json, and for a model measured here, the time on a 2-core CPU.
 """
 
 import argparse
@@ -24,16 +28,40 @@ from slm.data import check_rows, read_records, training_text, write_together
 from slm.errors import UserError, cli
 from slm.project import Project
 from slm.prompts import ColumnsTask
+from slm.schedule import Schedule, estimated_seconds, validation_count
 
 
 def split(rows, eval_ratio, seed):
+    """(training, validation, held-out eval) rows: eval first, then validation out of the rest."""
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     eval_count = max(1, round(len(rows) * eval_ratio))
     if eval_count >= len(rows):
         raise UserError(f"--eval-ratio {eval_ratio} leaves no training rows for {len(rows)} rows")
     held_out = set(order[:eval_count])
-    return [rows[i] for i in order if i not in held_out], [rows[i] for i in order if i in held_out]
+    rest = [i for i in order if i not in held_out]
+    validation = set(rest[: validation_count(len(rest))])
+    return (
+        [rows[i] for i in rest if i not in validation],
+        [rows[i] for i in rest if i in validation],
+        [rows[i] for i in order if i in held_out],
+    )
+
+
+def schedule_report(project, train_rows):
+    """What training on these rows will cost, by the schedule olive run applies."""
+    settings = project.schedule_settings
+    if settings is None:
+        return f"schedule: fixed by training_args.max_steps ({project.training_args.get('max_steps')} steps)"
+    schedule = Schedule(train_rows, project.batch_size, **settings)
+    line = f"schedule: {schedule.describe()}"
+    fixed = project.training_args.get("max_steps")
+    if fixed:
+        line += f"; training_args.max_steps={fixed} overrides it"
+    seconds = estimated_seconds(project.base_model_dir.name, schedule)
+    if seconds is not None and not fixed:
+        line += f"; about {seconds / 60:.0f} min of training on a 2-core CPU"
+    return line
 
 
 def duplicate_key(row, task):
@@ -90,7 +118,7 @@ def columns_as_messages(records, columns, system_prompt, source):
 def prepare(project, source, eval_ratio, seed, to=None, system_prompt=None, columns=None):
     task = project.task
     source = Path(source)
-    outputs = (project.train_file, project.eval_file)
+    outputs = (project.train_file, project.validation_file, project.eval_file)
     if source.resolve() in {path.resolve() for path in outputs}:
         raise UserError(f"{source.as_posix()} is one of the outputs; keep your raw file elsewhere (e.g. datasets/raw/)")
     records = read_records(source)
@@ -116,19 +144,23 @@ def prepare(project, source, eval_ratio, seed, to=None, system_prompt=None, colu
                 report.append(
                     f"too long: row {number} is {length} tokens > max_seq_len {project.max_seq_len}; it will be cut"
                 )
-    train, evaluation = split(rows, eval_ratio, seed)
-    write_together([(outputs[0], train), (outputs[1], evaluation)])
+    train, validation, evaluation = split(rows, eval_ratio, seed)
+    write_together([(outputs[0], train), (outputs[1], validation), (outputs[2], evaluation)])
     report.append(
-        f"wrote {outputs[0].as_posix()} ({len(train)} rows) and {outputs[1].as_posix()} "
-        f"({len(evaluation)} rows), seed {seed}"
+        f"wrote {outputs[0].as_posix()} ({len(train)} rows), {outputs[1].as_posix()} ({len(validation)} rows) "
+        f"and {outputs[2].as_posix()} ({len(evaluation)} rows), seed {seed}"
     )
+    project.record_data_version()
+    report.append(schedule_report(project, len(train)))
     return report
 
 
 @cli
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Check a dataset and split it into the training and held-out files.")
-    parser.add_argument("source", help="CSV, JSON (array of objects) or JSON Lines file")
+    parser = argparse.ArgumentParser(
+        description="Check a dataset and split it into the training, validation and held-out files."
+    )
+    parser.add_argument("source", help="CSV, TSV, JSON (array of objects) or JSON Lines file")
     parser.add_argument("--eval-ratio", type=float, default=0.2, help="fraction held out for eval (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
     parser.add_argument("--to", choices=["messages"], help="turn a columns file into chat conversations")

@@ -5,6 +5,7 @@ the data format, the base model folder, the output folder, the device), so editi
 config changes both together.
 """
 
+import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -14,8 +15,13 @@ from slm.errors import UserError
 from slm.prompts import ChatTask, ColumnsTask
 
 OLIVE_CONFIG = Path("fine-tuning/olive-config.json")
-# the sibling of each training file that holds the held-out rows
+# the siblings of each training file that hold the held-out rows (scored by infer.py --eval, never
+# trained on) and the validation rows (scored during training to keep the best checkpoint)
 EVAL_FILES = {"train.json": "eval.json", "train.jsonl": "eval.jsonl"}
+VALIDATION_FILES = {"train.json": "validation.json", "train.jsonl": "validation.jsonl"}
+# what olive run and infer.py --eval leave for the user to look at: the loss curve, the summary, every answer
+REPORT_DIR = Path("gen-model/report")
+SCHEDULE_KEYS = ("epochs", "min_steps", "step_cap")
 # the file Olive's ExtractAdapters pass writes beside the model (export=adapter)
 ADAPTER_FILE = "adapter_weights.onnx_adapter"
 
@@ -59,6 +65,59 @@ class Project:
     def eval_file(self):
         train = self.train_file
         return train.with_name(EVAL_FILES.get(train.name, "eval" + train.suffix))
+
+    @property
+    def validation_file(self):
+        train = self.train_file
+        return train.with_name(VALIDATION_FILES.get(train.name, "validation" + train.suffix))
+
+    @property
+    def finetune(self):
+        """The config of the LoRA / QLoRA pass."""
+        for entry in self.config["passes"].values():
+            if entry.get("type") in ("LoRA", "QLoRA"):
+                return entry.get("config") or {}
+        raise UserError(f"{self.config_path.as_posix()} has no LoRA or QLoRA pass")
+
+    @property
+    def training_args(self):
+        return self.finetune.get("training_args") or {}
+
+    @property
+    def batch_size(self):
+        """Rows per optimisation step: the per-device batch times gradient accumulation."""
+        args = self.training_args
+        return int(args.get("per_device_train_batch_size", 8)) * int(args.get("gradient_accumulation_steps", 1))
+
+    @property
+    def checkpoint_dir(self):
+        """Where the Trainer keeps its checkpoints and trainer_state.json (resumed from by the next olive run)."""
+        output_dir = self.training_args.get("output_dir")
+        return Path(output_dir) if output_dir else None
+
+    @property
+    def report_dir(self):
+        return REPORT_DIR
+
+    @property
+    def schedule_settings(self):
+        """The schedule keys of the training data's pre-processing (slm/schedule.py), or None without one."""
+        if self.pre_process.get("epochs") is None:
+            return None
+        return {key: self.pre_process[key] for key in SCHEDULE_KEYS if key in self.pre_process}
+
+    def data_digest(self, root=Path(".")):
+        """A short digest of the training and validation files' bytes (what Olive's cache cannot see)."""
+        digest = hashlib.sha256()
+        for path in (root / self.train_file, root / self.validation_file):
+            digest.update(path.read_bytes() if path.is_file() else b"")
+        return digest.hexdigest()[:16]
+
+    def record_data_version(self):
+        """Write the data files' digest into the config as the training data's `data_version`: Olive keys its
+        cache on the config, not on the data files, so new data must change the config to be trained on."""
+        self.pre_process["data_version"] = self.data_digest()
+        self.config_path.write_text(json.dumps(self.config, indent=2) + "\n", encoding="utf-8")
 
     @property
     def base_model_path(self):

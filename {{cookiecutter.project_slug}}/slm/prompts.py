@@ -42,6 +42,9 @@ class ColumnsTask:
     def prompt_for_row(self, row, tokenizer):
         return self.prompt_for_input(str(row[self.input_column]), tokenizer)
 
+    def input_of(self, row):
+        return str(row[self.input_column])
+
     def reference(self, row):
         return str(row[self.output_column])
 
@@ -60,6 +63,10 @@ class ChatTask:
 
     def prompt_for_row(self, row, tokenizer):
         return self.prompt_for_messages(row[self.message_col][:-1], tokenizer)
+
+    def input_of(self, row):
+        """The turns the model is given: every turn before the answer."""
+        return row[self.message_col][:-1]
 
     def reference(self, row):
         return row[self.message_col][-1]["content"]

@@ -1,0 +1,109 @@
+"""How training went: the loss curve and one summary line, from what the Trainer left in the checkpoints.
+
+    python fine-tuning/report.py
+
+Reads `trainer_state.json` of the latest checkpoint in `training_args.output_dir` (every logged
+training loss and every validation loss, and the checkpoint the Trainer kept as best) and the
+run record the pre-processing wrote beside it (rows, steps, epochs, start time); writes
+`gen-model/report/training-loss.png` and `gen-model/report/training-summary.txt`, and prints the line.
+Olive 0.13 runs no project code after training inside `olive run`, hence this separate step.
+"""
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from slm.errors import UserError, cli
+from slm.project import Project
+
+
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    numbered = [(int(m.group(1)), p) for p in checkpoints.glob("checkpoint-*") if (m := re.search(r"-(\d+)$", p.name))]
+    return max(numbered)[1] if numbered else None
+
+
+def read_training(project: Project) -> dict:
+    checkpoints = project.checkpoint_dir
+    retry = f"olive run --config {project.config_path.as_posix()}"
+    if checkpoints is None:
+        raise UserError("training_args.output_dir is not set, so the Trainer kept no checkpoints to report on")
+    latest = latest_checkpoint(checkpoints) if checkpoints.is_dir() else None
+    if latest is None:
+        raise UserError(f"no checkpoint in {checkpoints.as_posix()}: train first", retry=retry)
+    state = json.loads((latest / "trainer_state.json").read_text(encoding="utf-8"))
+    record_file = checkpoints.with_name(checkpoints.name + ".run.json")
+    record = json.loads(record_file.read_text(encoding="utf-8")) if record_file.is_file() else {}
+    history = state.get("log_history", [])
+    best = state.get("best_model_checkpoint")
+    best_step = int(re.search(r"-(\d+)$", best).group(1)) if best else None
+    return {
+        "train": [(entry["step"], entry["loss"]) for entry in history if "loss" in entry],
+        "validation": [(entry["step"], entry["eval_loss"]) for entry in history if "eval_loss" in entry],
+        "best_step": best_step,
+        "best_loss": state.get("best_metric"),
+        "steps": state.get("global_step"),
+        "max_steps": state.get("max_steps"),
+        "rows": record.get("rows"),
+        "epochs": record.get("epochs"),
+        "seconds": (latest / "trainer_state.json").stat().st_mtime - record["started"] if "started" in record else None,
+        "resumed": record.get("resumed", False),
+    }
+
+
+def summary_line(training: dict) -> str:
+    best = (
+        f"best step {training['best_step']} (validation loss {training['best_loss']:.4f})"
+        if training["best_step"] is not None
+        else "no validation (the last step is the model)"
+    )
+    done = "" if training["steps"] == training["max_steps"] else f" of {training['max_steps']} (not finished)"
+    seconds = f", training {training['seconds']:.0f} s" if training["seconds"] is not None else ""
+    resumed = " since the resume" if training["resumed"] else ""
+    return (
+        f"rows {training['rows']}, steps {training['steps']}{done}, epochs {training['epochs']}, {best}"
+        f"{seconds}{resumed}"
+    )
+
+
+def plot(training: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    if training["train"]:
+        axes.plot(*zip(*training["train"], strict=True), label="training loss")
+    if training["validation"]:
+        axes.plot(*zip(*training["validation"], strict=True), "o-", label="validation loss (answer tokens)")
+    if training["best_step"] is not None:
+        axes.axvline(training["best_step"], color="grey", linestyle="--", label=f"kept: step {training['best_step']}")
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.set_yscale("log")
+    axes.legend()
+    axes.set_title(summary_line(training), fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_report(project: Project) -> str:
+    training = read_training(project)
+    line = summary_line(training)
+    plot(training, project.report_dir / "training-loss.png")
+    (project.report_dir / "training-summary.txt").write_text(line + "\n", encoding="utf-8")
+    return line
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    project = Project.load()
+    line = write_report(project)
+    print(f"wrote {(project.report_dir / 'training-loss.png').as_posix()}")
+    print(line)
+    return 0
