@@ -41,7 +41,7 @@ from pathlib import Path
 
 from slm import bandwidth, llama_peer
 from slm.data import load_rows
-from slm.engines import ENGINES, TextGenerator, load_tokenizer, weights_size_bytes
+from slm.engines import ENGINES, TextGenerator, answer_line, load_tokenizer, weights_size_bytes
 from slm.errors import UserError, cli
 from slm.metrics import label_set, token_f1
 from slm.project import Project
@@ -167,8 +167,7 @@ def measure(engine_name, model_dir, rows, task, max_new_tokens, device, adapter=
         latencies.append(stamps[-1])
         decode_rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
         answer = tokenizer.decode(scored_ids(engine, prompt_ids, tokens, max_new_tokens, generator.eos_ids, extra))
-        answer = answer.strip()
-        answers.append(answer.split("\n")[0] if stop_at_newline else answer)
+        answers.append(answer_line(answer) if stop_at_newline else answer.strip())
     metric, value = score(answers, [task.reference(row) for row in rows])
     decode_median = statistics.median(decode_rates)
     read_per_token, _ = bandwidth.weight_bytes_per_token(model_dir)

@@ -20,14 +20,11 @@ import sys
 from pathlib import Path
 
 from slm.data import load_rows
-from slm.engines import ENGINES, Generation, TextGenerator, load_tokenizer
+from slm.engines import CHAT_MAX_NEW_TOKENS, ENGINES, TASK_MAX_NEW_TOKENS, Generation, TextGenerator, load_tokenizer
 from slm.errors import UserError, cli
 from slm.metrics import label_set, token_f1
 from slm.project import Project
 from slm.prompts import label_table, normalise_label
-
-TASK_MAX_NEW_TOKENS = 16
-CHAT_MAX_NEW_TOKENS = 256
 
 
 def parse_args(argv, project):
