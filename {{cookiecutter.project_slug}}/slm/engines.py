@@ -34,7 +34,7 @@ def cpu_threads():
 def onnx_session_overlay(genai_config, device):
     """What OnnxEngine lays over genai_config.json: on CPU, one intra-op thread per CPU, unless the file
     sets its own. When the file sets none, ONNX Runtime GenAI 0.14.1 decodes as slowly as with one thread
-    (measured in the template's README, "Speed")."""
+    (measured in docs/measurements.md of the phi3-olive-e2e template, "Speed")."""
     session_options = genai_config["model"]["decoder"].get("session_options", {})
     if device != "cpu" or "intra_op_num_threads" in session_options:
         return None

@@ -1,13 +1,12 @@
 """The server's backends: what the HTTP layer (slm.serve_app) asks of a model, and its implementations
 on onnxruntime-genai.
 
-`EngineBackend` runs og.Engine / og.Request batching (measured to beat one generator at a time and
-generators in threads: see docs/measurements.md of the phi3-olive-e2e template), one engine thread per
-model. `AdapterBackend` serves an adapter export: one model id per LoRA adapter (and one for the base
-model alone), each request on its own og.Generator with its adapter, since og.Request has no adapter in
-the pinned 0.14.1. `text_pieces` turns a job's token stream into the text the client sees (slm.engines'
-AnswerText rule: stop strings, one-line answers), shared by the streamed and the non-streamed route so
-both give the same answer.
+`EngineBackend` runs og.Engine / og.Request batching, one engine thread per model (its load figures:
+"Serving" in docs/measurements.md of the phi3-olive-e2e template). `AdapterBackend` serves an adapter
+export: one model id per LoRA adapter (and one for the base model alone), each request on its own
+og.Generator with its adapter, since og.Request has no adapter in the pinned 0.14.1. `text_pieces`
+turns a job's token stream into the text the client sees (slm.engines' AnswerText rule: stop strings,
+one-line answers), shared by the streamed and the non-streamed route so both give the same answer.
 """
 
 import asyncio
