@@ -28,6 +28,7 @@ COMMON_FILES = {
     "slm/prepare.py",
     "slm/project.py",
     "slm/prompts.py",
+    "slm/progress.py",
     "slm/bandwidth.py",
     "slm/llama_peer.py",
     "tests/test_bandwidth.py",

@@ -187,11 +187,11 @@ def interactive(prompter):
 
 def evaluate(prompter, rows, path):
     """Print the score: accuracy with a per-label table for a small label set, else token F1."""
-    from tqdm import tqdm
+    from slm.progress import progress
 
     task = prompter.task
     references = [task.reference(row) for row in rows]
-    answers = [prompter.answer_row(row) for row in tqdm(rows, desc=f"evaluating {path}", unit="row", file=sys.stderr)]
+    answers = [prompter.answer_row(row) for row in progress(rows, f"evaluating {path}", "row")]
     if label_set(references):
         pairs = [
             (normalise_label(ref), normalise_label(answer)) for ref, answer in zip(references, answers, strict=True)
