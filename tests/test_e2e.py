@@ -167,7 +167,7 @@ def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format,
     _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
     merged_accuracy = eval_accuracy(project)
     # Four balanced labels: chance is 0.25 and the zero-shot base model scores 0.0 (it answers in free text).
-    # Every run measured here scored 0.85 or more (README); 0.7 leaves room for CPU non-determinism
+    # Every run measured here scored 0.85 or more (docs/measurements.md); 0.7 leaves room for CPU non-determinism
     # while any break in training, masking, export or prompting falls far below it.
     assert merged_accuracy >= 0.7
     # The same model through the OpenAI-compatible server, 8 clients at once: answers that end at
