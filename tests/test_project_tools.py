@@ -155,6 +155,7 @@ def test_prepare_rejects_bad_input_and_writes_nothing(bake, name, content, messa
     assert not list((project.path / "datasets").glob(".*.json.*"))  # no staged leftovers
 
 
+@pytest.mark.stack
 def test_prepared_data_passes_the_checks_training_and_eval_use(bake):
     project = bake()
     _write(project.path / "mine.csv", "csv", ROWS)

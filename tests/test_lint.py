@@ -1,0 +1,16 @@
+"""The template's own code (template_logic.py, local_extensions.py, hooks, tests, scripts) and the
+generated project's plain Python files pass ruff check and ruff format, as CI and pre-commit run them."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import TEMPLATE
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["check", "format"])
+def test_template_code_passes_ruff(command):
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, "--no-cache", "."], cwd=TEMPLATE, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
