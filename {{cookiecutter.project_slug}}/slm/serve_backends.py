@@ -333,11 +333,12 @@ async def text_pieces(
                 answer.finish_reason = "stop"
                 break
         else:
+            if len(ids) < max_tokens:
+                answer.finish_reason = "stop"
+        if not text.ended:  # the text held back for a stop string that never came
             piece = text.last_piece(backend.decode(ids))
             if piece:
                 yield piece
-            if len(ids) < max_tokens:
-                answer.finish_reason = "stop"
     finally:
         job.cancel()
         answer.text = text.shown

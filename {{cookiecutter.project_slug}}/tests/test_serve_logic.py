@@ -115,9 +115,9 @@ TASK_BACKEND = types.SimpleNamespace(
 )
 
 
-def answer_text(tokens):
+def answer_text(tokens, stop=(), backend=TASK_BACKEND):
     async def collect():
-        return "".join([piece async for piece in text_pieces(TASK_BACKEND, TokenJob(tokens), 8)])
+        return "".join([piece async for piece in text_pieces(backend, TokenJob(tokens), 8, stop)])
 
     return asyncio.run(collect())
 
@@ -152,6 +152,13 @@ def infer_text(tokens, one_line=True):
     generator = TextGenerator(ScriptedEngine(tokens), ScriptedTokenizer())
     pieces = list(generator.stream("prompt", 8, stop_at_newline=one_line))
     return "".join(pieces)
+
+
+def test_text_held_back_for_a_stop_string_is_sent_when_the_answer_ends():
+    chat = types.SimpleNamespace(**{**vars(TASK_BACKEND), "stop_at_newline": False})
+    assert answer_text([1, EOS], stop=["xyz"], backend=chat) == " joy"
+    assert answer_text([1, 2, 4], stop=["xyz"], backend=chat) == " joy more"  # out of tokens
+    assert answer_text([1, 4, EOS], stop=["mo"], backend=chat) == " joy"  # the stop string is not sent
 
 
 def test_infer_and_the_server_answer_alike():
