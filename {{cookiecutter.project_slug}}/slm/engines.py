@@ -19,11 +19,11 @@ TASK_MAX_NEW_TOKENS = 16
 CHAT_MAX_NEW_TOKENS = 256
 
 
-def first_line(error):
+def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def cpu_threads():
+def cpu_threads() -> int:
     """The CPUs this process may run on: the thread count every CPU engine computes with."""
     try:
         return len(os.sched_getaffinity(0))
@@ -31,7 +31,7 @@ def cpu_threads():
         return os.cpu_count() or 1
 
 
-def onnx_session_overlay(genai_config, device):
+def onnx_session_overlay(genai_config: dict, device: str) -> dict | None:
     """What OnnxEngine lays over genai_config.json: on CPU, one intra-op thread per CPU, unless the file
     sets its own. When the file sets none, ONNX Runtime GenAI 0.14.1 decodes as slowly as with one thread
     (measured in docs/measurements.md of the phi3-olive-e2e template, "Speed")."""
@@ -41,7 +41,7 @@ def onnx_session_overlay(genai_config, device):
     return {"model": {"decoder": {"session_options": {"intra_op_num_threads": cpu_threads()}}}}
 
 
-def load_tokenizer(model_dir):
+def load_tokenizer(model_dir: str | Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(model_dir))
@@ -297,7 +297,7 @@ class TextGenerator:
 RUST_REGEX_META = set("\\.+*?()|[]{}^$#&-~")
 
 
-def label_regex(labels):
+def label_regex(labels: Iterable[str]) -> str:
     """A regex matching exactly one of the labels; longest first, so no label shadows a longer one.
 
     Once a whole label is matched and no longer one can follow, the grammar allows only
@@ -312,7 +312,7 @@ def label_regex(labels):
 WEIGHT_SUFFIXES = {".onnx", ".data", ".safetensors", ".bin", ".gguf"}
 
 
-def weights_size_bytes(path):
+def weights_size_bytes(path: str | Path) -> int:
     """Bytes of a model folder's weight and graph files (tokenizer, configs and adapter files left out),
     or of one file."""
     path = Path(path)
