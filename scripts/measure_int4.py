@@ -46,7 +46,7 @@ def builder_settings(project_settings, name):
 
 def project_fact(expression, project, env):
     """A value computed by the project's own package, so paths resolve as its scripts resolve them."""
-    imports = "import json; from slm.benchmark import merged_model_dir; from slm.project import Project"
+    imports = "import json; from slm.project import Project, merged_model_dir"
     return run([sys.executable, "-c", f"{imports}; print({expression})"], project, env).strip()
 
 

@@ -24,6 +24,7 @@ def azure_project(bake, request):
     return project
 
 
+@pytest.mark.stack
 def test_job_loads_offline_with_azure_ai_ml(azure_project):
     from azure.ai.ml import load_job
 
@@ -47,6 +48,7 @@ def test_job_loads_offline_with_azure_ai_ml(azure_project):
     assert "HF_TOKEN" not in raw["environment_variables"]
 
 
+@pytest.mark.stack
 def test_config_and_environment_are_the_cuda_flavour(azure_project):
     project = azure_project
     config = project.read_json("fine-tuning/olive-config.json")
@@ -59,6 +61,7 @@ def test_config_and_environment_are_the_cuda_flavour(azure_project):
     assert [line for line in pinned if line and not line.startswith("#")] == [*pip, "pytest==9.2.0", "ruff==0.17.6"]
 
 
+@pytest.mark.stack
 def test_submit_dry_run_validates_and_prints_without_azure(azure_project):
     result = azure_project.run(
         "fine-tuning/azureml/submit.py", "--dry-run", "--compute", "gpu-a100", "--experiment", "tone-v2", env=NO_AZURE
@@ -69,6 +72,7 @@ def test_submit_dry_run_validates_and_prints_without_azure(azure_project):
     assert result.stdout.strip().splitlines()[-1].startswith("OK: fine-tuning/azureml/job.yml is a valid")
 
 
+@pytest.mark.stack
 def test_submit_settings_come_from_the_environment_too(azure_project):
     env = {**NO_AZURE, "AZUREML_COMPUTE": "gpu-h100", "AZUREML_REGISTRY_MODEL": REGISTRY_URI}
     result = azure_project.run("fine-tuning/azureml/submit.py", "--dry-run", env=env)
@@ -76,6 +80,7 @@ def test_submit_settings_come_from_the_environment_too(azure_project):
     assert "compute: azureml:gpu-h100" in result.stdout and REGISTRY_URI in result.stdout
 
 
+@pytest.mark.stack
 def test_registry_model_becomes_olives_azureml_registry_input(azure_project, monkeypatch):
     """In the job, the registry model named at submit time replaces the configured base model."""
     from olive.resource_path import create_resource_path
@@ -93,6 +98,7 @@ def test_registry_model_becomes_olives_azureml_registry_input(azure_project, mon
     assert project.read_json("fine-tuning/olive-config.json")["input_model"]["model_path"].startswith("model-cache/")
 
 
+@pytest.mark.stack
 def test_submit_dry_run_reports_a_broken_job(azure_project):
     (azure_project.path / "setup/conda.yaml").unlink()
     result = azure_project.run("fine-tuning/azureml/submit.py", "--dry-run", env=NO_AZURE)
@@ -110,6 +116,7 @@ BAD_SETTINGS = [
 ]
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize(("workspace", "flags", "message"), BAD_SETTINGS)
 def test_bad_submit_settings_get_one_error_line_offline(bake, workspace, flags, message):
     project = bake(**AZUREML_ANSWERS)

@@ -31,6 +31,7 @@ COMMON_FILES = {
     "slm/report.py",
     "slm/schedule.py",
     "fine-tuning/report.py",
+    "slm/progress.py",
     "slm/bandwidth.py",
     "slm/llama_peer.py",
     "tests/test_bandwidth.py",
@@ -38,6 +39,9 @@ COMMON_FILES = {
     "tests/test_serve_logic.py",
     "tests/test_adapters.py",
     "slm/serve.py",
+    "slm/serve_app.py",
+    "slm/serve_backends.py",
+    "slm/serve_protocol.py",
     "slm/serve_load.py",
     "slm/serve_page.py",
     "inferences/serve.py",
@@ -84,17 +88,24 @@ COMBINATIONS = [
 ]
 
 
-@pytest.fixture
-def bake_combination(bake, tmp_path):
-    """Bake named answers; "PHI3" stands for a local Phi-3 model folder made on the spot."""
+@pytest.fixture(scope="session")
+def bake_combination(cookies_session, tmp_path_factory):
+    """Bake named answers, each combination once per session (the tests only read what is baked);
+    "PHI3" stands for a local Phi-3 model folder made on the spot."""
+    baked = {}
 
     def _bake(answers):
-        if answers.get("local_model_path") == "PHI3":
-            folder = tmp_path / "my-phi3"
-            folder.mkdir()
-            (folder / "config.json").write_text(json.dumps({"architectures": ["Phi3ForCausalLM"]}))
-            answers = {**answers, "local_model_path": str(folder)}
-        return bake(**answers), {**DEFAULTS, **answers}
+        key = json.dumps(answers, sort_keys=True)
+        if key not in baked:
+            if answers.get("local_model_path") == "PHI3":
+                folder = tmp_path_factory.mktemp("my-phi3")
+                (folder / "config.json").write_text(json.dumps({"architectures": ["Phi3ForCausalLM"]}))
+                answers = {**answers, "local_model_path": str(folder)}
+            result = cookies_session.bake(extra_context={**OFFLINE, **answers})
+            assert result.exception is None, result.exception
+            assert result.exit_code == 0
+            baked[key] = BakedProject(result), {**DEFAULTS, **answers}
+        return baked[key]
 
     return _bake
 
@@ -119,12 +130,23 @@ def test_exact_file_set(bake_combination, answers):
 
 
 @pytest.mark.parametrize("answers", COMBINATIONS)
-def test_supported_combination_checks_itself(bake_combination, answers):
-    """ruff and the project's own tests on every named combination."""
+def test_supported_combination_is_linted_and_formatted(bake_combination, answers):
+    """ruff check, and ruff format on every .py file, of every named combination."""
     project, _ = bake_combination(answers)
     lint = project.run("-m", "ruff", "check", "--no-cache", ".")
     assert lint.returncode == 0, lint.stdout[-3000:]
-    own_tests = project.run("-m", "pytest", "-q", "-p", "no:cacheprovider")
+    python_files = sorted(path.relative_to(project.path).as_posix() for path in project.path.rglob("*.py"))
+    formatted = project.run("-m", "ruff", "format", "--check", "--no-cache", *python_files)
+    assert formatted.returncode == 0, formatted.stdout[-3000:] + formatted.stderr[-3000:]
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("answers", COMBINATIONS)
+def test_supported_combination_checks_itself(bake_combination, answers):
+    """The project's own tests on every named combination (they import its stack)."""
+    project, _ = bake_combination(answers)
+    # no __pycache__ left behind: the other tests read this same baked project
+    own_tests = project.run("-m", "pytest", "-q", "-p", "no:cacheprovider", env={"PYTHONDONTWRITEBYTECODE": "1"})
     assert own_tests.returncode == 0, own_tests.stdout[-3000:]
 
 
@@ -151,6 +173,7 @@ def test_no_leftover_jinja_and_everything_parses(bake_combination, answers):
                 yaml.safe_load(text)
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize("answers", COMBINATIONS)
 def test_config_is_strictly_valid_for_pinned_olive(bake_combination, answers):
     project, _ = bake_combination(answers)
@@ -266,6 +289,7 @@ STRICT_REJECTIONS = [
 ]
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize(("where", "key", "value", "message"), STRICT_REJECTIONS)
 def test_strict_check_rejects_what_olive_would_silently_drop(bake, where, key, value, message):
     project = bake()
@@ -279,6 +303,7 @@ def test_strict_check_rejects_what_olive_would_silently_drop(bake, where, key, v
     assert type(raised.value).__name__ == "ConfigError"
 
 
+@pytest.mark.stack
 def test_strict_check_command_line(bake):
     project = bake()
     ok = project.run("fine-tuning/check_config.py")
@@ -292,6 +317,7 @@ HOSTILE_NAME = "Ünïcødé \"quoted\" 'single' \\back\\slash\nnew line'''; impo
 HOSTILE_TEMPLATE = "### «Text» \"{phrase}\" \\ ✓ '''\n### The tone is:\n{tone}"
 
 
+@pytest.mark.stack
 def test_hostile_answers_render_valid_files_and_run_no_code(bake, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     project = bake(project_name=HOSTILE_NAME, text_template=HOSTILE_TEMPLATE, project_slug="hostile")
@@ -328,6 +354,7 @@ ALL_COMBINATIONS = list(
 )
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize(("base_model", "method", "device", "precision"), ALL_COMBINATIONS)
 def test_every_combination_renders_a_config_olive_accepts_or_is_refused(cookies, base_model, method, device, precision):
     answers = {"base_model": base_model, "finetune_method": method, "device": device, "precision": precision}
@@ -340,6 +367,7 @@ def test_every_combination_renders_a_config_olive_accepts_or_is_refused(cookies,
     project.check_config()
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize("base_model", CONTEXT["base_model"])
 def test_adapter_export_renders_a_config_olive_accepts_for_every_model(cookies, base_model):
     result = cookies.bake(extra_context={**OFFLINE, "base_model": base_model, "export": "adapter"})

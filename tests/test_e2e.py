@@ -177,7 +177,7 @@ def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format,
     answers = (project.path / "gen-model/report/eval-answers.jsonl").read_text().splitlines()
     assert len(answers) == 80 and set(json.loads(answers[0])) == {"input", "reference", "answer", "score"}
     # Four balanced labels: chance is 0.25 and the zero-shot base model scores 0.0 (it answers in free text).
-    # Every run measured here scored 0.85 or more (README); 0.7 leaves room for CPU non-determinism
+    # Every run measured here scored 0.85 or more (docs/measurements.md); 0.7 leaves room for CPU non-determinism
     # while any break in training, masking, export or prompting falls far below it.
     assert merged_accuracy >= 0.7
     # The same model through the OpenAI-compatible server, 8 clients at once: answers that end at

@@ -61,6 +61,7 @@ def test_local_model_of_another_architecture_is_rejected(cookies, capfd, tmp_pat
     assert "choose base_model HuggingFaceTB/SmolLM2-135M-Instruct" in err
 
 
+@pytest.mark.stack
 def test_failed_download_keeps_project_and_prints_retry(cookies, capfd, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub call fails at once, as when offline
     monkeypatch.setenv("HF_TOKEN", "hf_do_not_write_me_0123456789")
@@ -121,6 +122,7 @@ class FakeHub:
         (local_dir / "model.safetensors").write_bytes(b"weights")
 
 
+@pytest.mark.stack
 def test_get_model_downloads_into_model_cache(bake, monkeypatch):
     import huggingface_hub
 
@@ -136,6 +138,7 @@ def test_get_model_downloads_into_model_cache(bake, monkeypatch):
     assert len(hub.calls) == 1
 
 
+@pytest.mark.stack
 def test_interrupted_sharded_download_is_resumed_not_trusted(bake, monkeypatch):
     import huggingface_hub
 
@@ -159,6 +162,7 @@ def test_interrupted_sharded_download_is_resumed_not_trusted(bake, monkeypatch):
     assert get_model.is_complete(partial)
 
 
+@pytest.mark.stack
 def test_gated_model_error_says_what_to_do(bake, monkeypatch, capsys):
     import huggingface_hub
     from huggingface_hub.errors import GatedRepoError

@@ -66,3 +66,16 @@ def test_benchmark_with_deleted_olive_cache_says_what_to_do(bake):
     result = project.run("inferences/benchmark.py", "--prompts", "2")
     assert result.returncode == 1
     assert "ERROR: no merged PyTorch model in gen-model/gone (was gen-model/olive-cache/ deleted?)" in result.stderr
+
+
+def test_only_a_missing_slm_says_install_and_a_broken_slm_import_shows_its_error(bake):
+    project = bake()
+    not_installed = project.run("inferences/infer.py", "--help", env={"PYTHONPATH": ""})
+    assert not_installed.returncode == 1
+    assert "ERROR: slm is not installed for" in not_installed.stderr and "setup/install.py" in not_installed.stderr
+    infer = project.path / "slm/infer.py"
+    infer.write_text("import slm.no_such_module\n" + infer.read_text(encoding="utf-8"), encoding="utf-8")
+    broken = project.run("inferences/infer.py", "--help")
+    assert broken.returncode == 1
+    assert "ModuleNotFoundError: No module named 'slm.no_such_module'" in broken.stderr
+    assert "setup/install.py" not in broken.stderr

@@ -86,6 +86,7 @@ def _write(path, kind, rows):
 SPLIT_FILES = ("datasets/train.json", "datasets/validation.json", "datasets/eval.json")
 
 
+@pytest.mark.stack  # the strict config check needs Olive
 @pytest.mark.parametrize("kind", ["csv", "tsv", "json", "jsonl"])
 def test_prepare_splits_good_input_deterministically(bake, kind):
     project = bake(base_model=DEMO_MODEL)
@@ -187,6 +188,7 @@ def test_prepare_rejects_bad_input_and_writes_nothing(bake, name, content, messa
     assert not list((project.path / "datasets").glob(".*.json.*"))  # no staged leftovers
 
 
+@pytest.mark.stack
 def test_prepared_data_passes_the_checks_training_and_eval_use(bake):
     project = bake()
     _write(project.path / "mine.csv", "csv", ROWS)

@@ -8,7 +8,9 @@ import sys
 try:
     from slm.prepare import main
 except ModuleNotFoundError as error:  # run outside .venv, or before setup/install.py
-    sys.exit(f"ERROR: {error.name} is missing for {sys.executable}: run `python setup/install.py`, use .venv's python")
+    if error.name != "slm":  # slm is installed and one of its imports failed: show that error as it is
+        raise
+    sys.exit(f"ERROR: slm is not installed for {sys.executable}: run `python setup/install.py`, use .venv's python")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,15 +1,41 @@
 """This project's code, installed into .venv by `python setup/install.py` (editable).
 
-The scripts in datasets/, fine-tuning/, inferences/ and setup/ are thin entry points into it:
+The scripts in datasets/, fine-tuning/, inferences/ and setup/ are thin entry points into it.
+Every module, by what it is for:
 
-- errors:        UserError, and `cli` which prints it as one `ERROR:` line with an exit code
-- project:       the only reader of fine-tuning/olive-config.json (paths, task, device, data format)
-- data:          reading and checking rows, in both data formats (prepare, eval, benchmark)
-- prompts:       prompts built exactly as in training; label scoring
-- engines:       generation on ONNX Runtime GenAI or PyTorch, one interface
-- olive_data:    the answer-only pre-processing Olive runs during `olive run`
-- olive_check:   the strict check of the Olive config
-- model_source:  getting the base model into model-cache/
-- prepare, infer, benchmark: the command-line tools
-- azureml:       submitting the same `olive run` to Azure ML (compute=azureml projects only)
+Shared
+- errors:          UserError, and `cli` which prints it as one `ERROR:` line with an exit code
+- project:         the only reader of fine-tuning/olive-config.json (paths, task, device, data format),
+                   and of Olive's footprint of the models on the way to the ONNX model
+- data:            reading and checking rows, in both data formats (prepare, eval, benchmark)
+- prompts:         prompts built exactly as in training; label tables
+- metrics:         scoring answers (labels, token F1) and percentiles
+- engines:         generation on ONNX Runtime GenAI or PyTorch, one interface, and the one rule for
+                   what of the generated text is the answer (AnswerText)
+- progress:        progress bars that do not flood a log
+
+Training
+- schedule:        how many steps a data set gets, from its row count; the validation split's size
+- olive_data:      the answer-only pre-processing Olive runs during `olive run`: rows in training order,
+                   the adapter's seed
+- checkpoints:     the Trainer's checkpoint folder, resumed from only by the run that wrote it
+- report:          the loss curve and summary line of a training run (fine-tuning/report.py)
+- olive_check:     the strict check of the Olive config
+- model_source:    getting the base model into model-cache/
+- azureml:         submitting the same `olive run` to Azure ML (compute=azureml projects only)
+
+Command-line tools
+- prepare:         checking and splitting a dataset (datasets/prepare.py)
+- infer:           prompting, chatting with and evaluating the model (inferences/infer.py)
+- benchmark:       ONNX Runtime GenAI against PyTorch and llama.cpp (inferences/benchmark.py)
+- bandwidth:       the weight bytes read per token and a memory-bandwidth probe, for the benchmark
+- llama_peer:      llama.cpp as an optional peer in the benchmark (GGUF conversion, LlamaCppEngine)
+- serve_load:      load figures against a running server (inferences/serve_load.py)
+
+The server (inferences/serve.py)
+- serve:           its command line: arguments, opening the backend, uvicorn
+- serve_app:       the FastAPI app: routes and the API-key check
+- serve_backends:  the Backend protocol the app talks to, and its onnxruntime-genai implementations
+- serve_protocol:  the request models and the error family (OpenAI's shapes)
+- serve_page:      the web chat page served at /
 """

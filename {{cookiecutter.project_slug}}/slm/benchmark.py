@@ -33,6 +33,7 @@ Writes gen-model/benchmark.json and gen-model/benchmark.png. The last line print
 
 import argparse
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -41,11 +42,10 @@ from pathlib import Path
 
 from slm import bandwidth, llama_peer
 from slm.data import load_rows
-from slm.engines import ENGINES, TextGenerator, load_tokenizer, weights_size_bytes
+from slm.engines import ENGINES, TextGenerator, answer_line, load_tokenizer, weights_size_bytes
 from slm.errors import UserError, cli
-from slm.metrics import label_set, token_f1
-from slm.project import Project
-from slm.prompts import normalise_label
+from slm.metrics import percentile, score
+from slm.project import Project, merged_model_dir, trained_adapter_dir
 
 RESULTS = Path("gen-model/benchmark.json")
 CHART = Path("gen-model/benchmark.png")
@@ -55,33 +55,6 @@ DEFAULT_PROMPTS = 20
 PEER_DIR = Path("gen-model/llama-peer")
 # the child processes can run the llama.cpp peer too (imported only when measured)
 CHILD_ENGINES = {**ENGINES, "llama": llama_peer.LlamaCppEngine}
-
-
-def footprint_model(onnx_dir, from_passes):
-    """The config of the model the first of `from_passes` produced, from Olive's footprint; None if absent."""
-    footprint = Path(onnx_dir) / "footprint.json"
-    if footprint.is_file():
-        for node in json.loads(footprint.read_text(encoding="utf-8")).values():
-            if node.get("from_pass") in from_passes:
-                return node["model_config_data"]["config"]
-    return None
-
-
-def merged_model_dir(onnx_dir):
-    """The merged fine-tuned PyTorch model Olive produced on the way to the ONNX model."""
-    merged = footprint_model(onnx_dir, {"mergeadapterweights"})
-    if merged:
-        return Path(merged["model_path"])
-    footprint = Path(onnx_dir) / "footprint.json"
-    raise UserError(
-        f"no merged model recorded in {footprint.as_posix()}: run `olive run --config fine-tuning/olive-config.json` "
-        "(or pass --merged-model DIR)"
-    )
-
-
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 class PeakMemory:
@@ -103,25 +76,6 @@ class PeakMemory:
         return self.peak / 2**20
 
 
-def score(answers, references):
-    """Accuracy on a small label set, token F1 for free text: (name, value)."""
-    if label_set(references):
-        hits = [normalise_label(a) == normalise_label(r) for a, r in zip(answers, references, strict=True)]
-        return "accuracy", sum(hits) / len(hits)
-    return "token_f1", sum(token_f1(a, r) for a, r in zip(answers, references, strict=True)) / len(answers)
-
-
-def trained_adapter_dir(onnx_dir):
-    """An adapter export's base model and LoRA adapter folder (the LoRA pass's output), for PyTorch."""
-    trained = footprint_model(onnx_dir, {"lora", "qlora"})
-    if trained and trained.get("adapter_path"):
-        return Path(trained["model_path"]), Path(trained["adapter_path"])
-    raise UserError(
-        f"no LoRA adapter recorded in {(Path(onnx_dir) / 'footprint.json').as_posix()}: run "
-        "`olive run --config fine-tuning/olive-config.json` (or pass --merged-model DIR)"
-    )
-
-
 def scored_ids(engine, prompt_ids, timed_ids, max_new_tokens, eos_ids, extra):
     """The answer's tokens: the timed ones up to the first end-of-sequence, or, when the engine's ignore_eos
     changes the tokens (ONNX Runtime GenAI), those of a plain, untimed run of the same prompt."""
@@ -133,7 +87,7 @@ def scored_ids(engine, prompt_ids, timed_ids, max_new_tokens, eos_ids, extra):
 def measure(engine_name, model_dir, rows, task, max_new_tokens, device, adapter=None):
     """Runs in the child process: time every prompt on one engine; `adapter`: an .onnx_adapter file
     (ONNX) or a LoRA adapter folder merged into the model (PyTorch)."""
-    from tqdm import tqdm
+    from slm.progress import progress
 
     memory = PeakMemory()
     if adapter and engine_name == "torch":
@@ -160,15 +114,14 @@ def measure(engine_name, model_dir, rows, task, max_new_tokens, device, adapter=
     run_one(prompts[0])  # warm-up: first-call allocations and graph optimisation
     first_token, decode_rates, latencies, answers = [], [], [], []
     memory.sample()
-    for prompt_ids in tqdm(prompts, desc=engine.name, unit="prompt", file=sys.stderr):
+    for prompt_ids in progress(prompts, engine.name, "prompt"):
         stamps, tokens = run_one(prompt_ids)
         memory.sample()
         first_token.append(stamps[0])
         latencies.append(stamps[-1])
         decode_rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
         answer = tokenizer.decode(scored_ids(engine, prompt_ids, tokens, max_new_tokens, generator.eos_ids, extra))
-        answer = answer.strip()
-        answers.append(answer.split("\n")[0] if stop_at_newline else answer)
+        answers.append(answer_line(answer) if stop_at_newline else answer.strip())
     metric, value = score(answers, [task.reference(row) for row in rows])
     decode_median = statistics.median(decode_rates)
     read_per_token, _ = bandwidth.weight_bytes_per_token(model_dir)
@@ -215,8 +168,38 @@ def run_child(engine_name, model_dir, args, adapter=None):
     # stdout carries the result; stderr (progress, errors) goes straight to the terminal
     result = subprocess.run(command, stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
-        raise UserError(f"the {engine_name} measurement failed (its error is printed above)")
+        raise UserError(child_failure(engine_name, result.returncode))
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+ENGINE_TITLES = {
+    "onnx": "the ONNX Runtime GenAI measurement",
+    "torch": "the PyTorch measurement",
+    "llama": "the llama.cpp peer",
+}
+LLAMA_NATIVE_OFF = (
+    'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --force-reinstall --no-cache-dir --no-binary llama-cpp-python '
+    f"llama-cpp-python=={llama_peer.PEER_VERSION}"
+)
+
+
+def child_failure(engine_name, returncode):
+    """What to say when a measurement's child process fails: an error it printed, or the signal that killed it."""
+    title = ENGINE_TITLES.get(engine_name, f"the {engine_name} measurement")
+    if returncode > 0:
+        return f"{title} failed (its error is printed above)"
+    try:
+        name, meaning = signal.Signals(-returncode).name, signal.strsignal(-returncode)
+    except ValueError:
+        name, meaning = f"signal {-returncode}", None
+    message = f"{title} died with {name}" + (f" ({meaning.lower()})" if meaning else "")
+    if name == "SIGILL" and engine_name == "llama":
+        return f"{message}: build llama-cpp-python without native CPU flags: {LLAMA_NATIVE_OFF}"
+    if name == "SIGILL":
+        return f"{message}: a package in this environment was built for a CPU with instructions this one lacks"
+    if name == "SIGKILL":
+        return f"{message}: most often the out-of-memory killer (see `dmesg`)"
+    return message
 
 
 ROWS = [

@@ -8,17 +8,22 @@ at a time, so infer.py, benchmark.py and serve.py compare like with like.
 import json
 import os
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from slm.errors import UserError
 
+# default answer lengths: a task answer is one short line, a chat answer a few paragraphs
+TASK_MAX_NEW_TOKENS = 16
+CHAT_MAX_NEW_TOKENS = 256
 
-def first_line(error):
+
+def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def cpu_threads():
+def cpu_threads() -> int:
     """The CPUs this process may run on: the thread count every CPU engine computes with."""
     try:
         return len(os.sched_getaffinity(0))
@@ -26,17 +31,17 @@ def cpu_threads():
         return os.cpu_count() or 1
 
 
-def onnx_session_overlay(genai_config, device):
+def onnx_session_overlay(genai_config: dict, device: str) -> dict | None:
     """What OnnxEngine lays over genai_config.json: on CPU, one intra-op thread per CPU, unless the file
     sets its own. When the file sets none, ONNX Runtime GenAI 0.14.1 decodes as slowly as with one thread
-    (measured in the template's README, "Speed")."""
+    (measured in docs/measurements.md of the phi3-olive-e2e template, "Speed")."""
     session_options = genai_config["model"]["decoder"].get("session_options", {})
     if device != "cpu" or "intra_op_num_threads" in session_options:
         return None
     return {"model": {"decoder": {"session_options": {"intra_op_num_threads": cpu_threads()}}}}
 
 
-def load_tokenizer(model_dir):
+def load_tokenizer(model_dir: str | Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(model_dir))
@@ -51,7 +56,7 @@ class OnnxEngine:
     # the tokens after an answer then differ from a plain run's, so the benchmark scores a plain run
     ignore_eos_changes_tokens = True
 
-    def __init__(self, model_dir, device="cpu"):
+    def __init__(self, model_dir: str | Path, device: str = "cpu") -> None:
         import onnxruntime_genai as og
 
         self._og = og
@@ -74,7 +79,12 @@ class OnnxEngine:
         # every id the runtime stops at (Phi-3 ends a turn with <|end|>, not only its tokenizer's eos)
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
 
-    def load_adapter(self, name, path):
+    @property
+    def runtime(self):
+        """The onnxruntime_genai module this engine runs on (og.Engine, og.Generator, ...)."""
+        return self._og
+
+    def load_adapter(self, name: str, path: str | Path) -> None:
         """Load an .onnx_adapter file as `name`; a missing, corrupt or mismatched file is a UserError."""
         path = Path(path)
         if not path.is_file():
@@ -93,7 +103,9 @@ class OnnxEngine:
                 f"base model, or the model was exported without adapter inputs (export=merged) ({first_line(error)})"
             ) from None
 
-    def generator(self, prompt_ids, search_options, guidance_regex=None, adapter=None):
+    def generator(
+        self, prompt_ids: list[int], search_options: dict, guidance_regex: str | None = None, adapter: str | None = None
+    ):
         """An og.Generator with the prompt appended, on the loaded adapter `adapter` (None: none)."""
         params = self._og.GeneratorParams(self.model)
         if guidance_regex:
@@ -106,7 +118,14 @@ class OnnxEngine:
         generator.append_tokens(list(prompt_ids))
         return generator
 
-    def generate_ids(self, prompt_ids, max_new_tokens, ignore_eos=False, guidance_regex=None, adapter=None):
+    def generate_ids(
+        self,
+        prompt_ids: list[int],
+        max_new_tokens: int,
+        ignore_eos: bool = False,
+        guidance_regex: str | None = None,
+        adapter: str | None = None,
+    ) -> Iterator[int]:
         max_length = len(prompt_ids) + max_new_tokens
         # ignore_eos: always produce max_new_tokens, so engines are timed on equal work
         min_length = max_length if ignore_eos else 0
@@ -121,7 +140,7 @@ class TorchEngine:
     name = "pytorch"
     ignore_eos_changes_tokens = False  # it picks end-of-sequence as usual and generates on past it
 
-    def __init__(self, model_dir, device="cpu", lora_dir=None):
+    def __init__(self, model_dir: str | Path, device: str = "cpu", lora_dir: str | Path | None = None) -> None:
         """lora_dir: a PEFT LoRA adapter folder, merged into the model's weights before timing."""
         import torch
         from transformers import AutoModelForCausalLM
@@ -143,7 +162,7 @@ class TorchEngine:
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
 
-    def generate_ids(self, prompt_ids, max_new_tokens, ignore_eos=False):
+    def generate_ids(self, prompt_ids: list[int], max_new_tokens: int, ignore_eos: bool = False) -> Iterator[int]:
         # the same greedy loop model.generate runs, written out so each token can be timed
         torch = self._torch
         with torch.inference_mode():
@@ -171,28 +190,88 @@ class Generation:
     total_seconds: float = 0.0
 
 
+class AnswerText:
+    """The one rule for what of the decoded text is the answer, as it grows token by token (infer.py,
+    serve.py and benchmark.py all use it): the answer stops at a stop string, and a one-line answer (a
+    task project) is the first line of what the model wrote, stripped.
+
+    Give `piece()` the whole decoded text after each token: it returns the new text that is safe to
+    show (a tail that may begin a stop string, a partial character and, for one line, trailing spaces
+    wait for more text) and sets `ended` once the answer has stopped. When the tokens run out first,
+    `last_piece()` gives the rest. `shown` is the answer so far."""
+
+    def __init__(self, one_line: bool = False, stop: Iterable[str] = ()) -> None:
+        self.one_line = one_line
+        self.stop = [s for s in stop if s]
+        self.shown = ""
+        self.ended = False
+
+    def piece(self, text: str) -> str:
+        if self.one_line:
+            text = text.lstrip()
+        cut = len(text)
+        for marker in [*self.stop, *(["\n"] if self.one_line else [])]:
+            at = text.find(marker)
+            if at != -1:
+                cut = min(cut, at)
+        if cut < len(text):
+            safe, self.ended = text[:cut], True
+        else:  # hold back a tail that may be the start of a stop string
+            safe = text[: cut - max([len(s) - 1 for s in self.stop] + [0])]
+        if safe.endswith("\ufffd"):  # a partial character
+            safe = safe[:-1]
+        if self.one_line:  # trailing spaces wait for more text: the label alone
+            safe = safe.rstrip()
+        return self._advance(safe)
+
+    def last_piece(self, text: str) -> str:
+        text = answer_line(text) if self.one_line else text
+        return self._advance(text) if text.startswith(self.shown) else ""
+
+    def _advance(self, safe):
+        if len(safe) <= len(self.shown):
+            return ""
+        piece, self.shown = safe[len(self.shown) :], safe
+        return piece
+
+
+def answer_line(text: str) -> str:
+    """A one-line answer: the first line of what the model wrote, stripped."""
+    return text.strip().split("\n")[0].strip()
+
+
 class TextGenerator:
     """Streams decoded text; stops at end-of-sequence, at `stop_at_newline`, or at max_new_tokens."""
 
-    def __init__(self, engine, tokenizer, adapter=None):
+    def __init__(self, engine, tokenizer, adapter: str | None = None) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
         self.adapter = adapter  # the engine's adapter to generate with by default (None: the model as it is)
         self.eos_ids = {tokenizer.eos_token_id} | set(getattr(engine, "eos_ids", set()))
 
-    def encode(self, prompt):
+    def encode(self, prompt: str) -> list[int]:
         # the prompt already carries its special tokens, as the training text did
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
-    def stream(self, prompt, max_new_tokens, stop_at_newline=False, result=None, labels=None, adapter=None):
-        """Yield text pieces; fill `result` (a Generation) with ids and timings; `labels`: answer only with one;
-        `adapter`: generate with this loaded adapter instead of the default one."""
+    def stream(
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        stop_at_newline: bool = False,
+        result: Generation | None = None,
+        labels: list[str] | None = None,
+        adapter: str | None = None,
+    ) -> Iterator[str]:
+        """Yield text pieces (AnswerText's rule; `stop_at_newline`: a one-line answer); fill `result` (a
+        Generation) with ids and timings; `labels`: answer only with one; `adapter`: generate with this
+        loaded adapter instead of the default one."""
         result = result if result is not None else Generation()
         start = time.perf_counter()
-        emitted = ""
+        answer = AnswerText(one_line=stop_at_newline)
         extra = {"guidance_regex": label_regex(labels)} if labels else {}
         if adapter or self.adapter:
             extra["adapter"] = adapter or self.adapter
+        text = ""
         for token in self.engine.generate_ids(self.encode(prompt), max_new_tokens, **extra):
             if not result.token_ids:
                 result.first_token_seconds = time.perf_counter() - start
@@ -200,14 +279,16 @@ class TextGenerator:
             if token in self.eos_ids:
                 break
             text = self.tokenizer.decode([t for t in result.token_ids if t not in self.eos_ids])
-            piece, emitted = text[len(emitted) :], text
-            if stop_at_newline and "\n" in emitted.lstrip():
-                piece = piece.split("\n")[0]
-                emitted = emitted.lstrip().split("\n")[0]
+            piece = answer.piece(text)
+            if piece:
                 yield piece
+            if answer.ended:
                 break
-            yield piece
-        result.text = emitted.strip()
+        if not answer.ended:
+            piece = answer.last_piece(text)
+            if piece:
+                yield piece
+        result.text = answer.shown.strip()
         result.total_seconds = time.perf_counter() - start
 
 
@@ -216,7 +297,7 @@ class TextGenerator:
 RUST_REGEX_META = set("\\.+*?()|[]{}^$#&-~")
 
 
-def label_regex(labels):
+def label_regex(labels: Iterable[str]) -> str:
     """A regex matching exactly one of the labels; longest first, so no label shadows a longer one.
 
     Once a whole label is matched and no longer one can follow, the grammar allows only
@@ -231,7 +312,7 @@ def label_regex(labels):
 WEIGHT_SUFFIXES = {".onnx", ".data", ".safetensors", ".bin", ".gguf"}
 
 
-def weights_size_bytes(path):
+def weights_size_bytes(path: str | Path) -> int:
     """Bytes of a model folder's weight and graph files (tokenizer, configs and adapter files left out),
     or of one file."""
     path = Path(path)

@@ -26,6 +26,8 @@ def cli(main):
                 print(f"Retry from the project root: {error.retry}", file=sys.stderr)
             return 1
         except ModuleNotFoundError as error:
+            if (error.name or "").split(".")[0] == "slm":  # this project's own code is broken: the real error
+                raise
             print(
                 f"ERROR: the package {error.name} is missing: run `python setup/install.py` and use .venv's python",
                 file=sys.stderr,

@@ -21,14 +21,11 @@ import sys
 from pathlib import Path
 
 from slm.data import load_rows
-from slm.engines import ENGINES, Generation, TextGenerator, load_tokenizer
+from slm.engines import CHAT_MAX_NEW_TOKENS, ENGINES, TASK_MAX_NEW_TOKENS, Generation, TextGenerator, load_tokenizer
 from slm.errors import UserError, cli
 from slm.metrics import label_set, token_f1
 from slm.project import Project
 from slm.prompts import label_table, normalise_label
-
-TASK_MAX_NEW_TOKENS = 16
-CHAT_MAX_NEW_TOKENS = 256
 
 
 def parse_args(argv, project):
@@ -201,11 +198,11 @@ def write_answers(path, rows, task, references, answers, scores):
 def evaluate(prompter, rows, path, answers_file=None):
     """Print the score: accuracy with a per-label table for a small label set, else token F1; write every
     answer to answers_file."""
-    from tqdm import tqdm
+    from slm.progress import progress
 
     task = prompter.task
     references = [task.reference(row) for row in rows]
-    answers = [prompter.answer_row(row) for row in tqdm(rows, desc=f"evaluating {path}", unit="row", file=sys.stderr)]
+    answers = [prompter.answer_row(row) for row in progress(rows, f"evaluating {path}", "row")]
     if label_set(references):
         pairs = [
             (normalise_label(ref), normalise_label(answer)) for ref, answer in zip(references, answers, strict=True)

@@ -1,8 +1,10 @@
-"""Scoring answers: exact labels for a small label set, token F1 for free text."""
+"""Scoring answers (exact labels for a small label set, token F1 for free text) and summary statistics."""
 
 import re
 import string
 from collections import Counter
+
+from slm.prompts import normalise_label
 
 # answers count as labels when there are at most this many distinct ones, each short
 MAX_LABELS = 20
@@ -36,3 +38,17 @@ def token_f1(prediction, reference):
         return 0.0
     precision, recall = common / len(predicted), common / len(expected)
     return 2 * precision * recall / (precision + recall)
+
+
+def score(answers: list[str], references: list[str]) -> tuple[str, float]:
+    """Accuracy on a small label set, token F1 for free text: (name, value)."""
+    if label_set(references):
+        hits = [normalise_label(a) == normalise_label(r) for a, r in zip(answers, references, strict=True)]
+        return "accuracy", sum(hits) / len(hits)
+    return "token_f1", sum(token_f1(a, r) for a, r in zip(answers, references, strict=True)) / len(answers)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value at `fraction` (0 to 1) of the sorted values, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]

@@ -32,17 +32,14 @@ padded: Olive's LoRA collator pads `input_ids` with the pad token, `labels` with
 and `attention_mask` with 0 per batch.
 """
 
-import hashlib
-import json
 import logging
-import shutil
 import string
-import time
-from pathlib import Path
 
 import torch
 from olive.data.registry import Registry
 
+from slm.checkpoints import guard_checkpoints, make_checkpoint_dir
+from slm.project import Project
 from slm.schedule import Schedule, row_order
 
 IGNORE_INDEX = -100  # olive.data.constants.IGNORE_INDEX, the label PyTorch's loss skips
@@ -52,30 +49,13 @@ logger = logging.getLogger("olive.slm")
 
 # Olive 0.13's LoRA pass draws the adapter's starting weights (PEFT's LoRA A matrices) from torch's
 # global generator before transformers.Trainer applies `training_args.seed`, and torch 2.13 seeds that
-# generator from the OS at start-up: two runs of one config started from different weights (measured:
-# 5-9 points apart). Olive imports this module while it reads the config, before any pass runs, so
-# seeding here makes the starting weights the same on every run.
+# generator from the OS at start-up: two runs of one config started from different weights and ended
+# with different LoRA weights and accuracies 5-9 points apart. Olive imports this module while it reads
+# the config, before any pass runs, so seeding here makes the starting weights the same on every run.
 ADAPTER_INIT_SEED = 0
 torch.manual_seed(ADAPTER_INIT_SEED)
-
-
-def make_checkpoint_dir():
-    """Create the Trainer's checkpoint folder of the project in the working folder, if it has one.
-
-    Olive 0.13 keys its cache on `training_args.output_dir` written as an absolute path when that folder
-    exists and as given when it does not; without this, the run after the first one would miss the cache
-    and redo every pass (resuming the finished training, then exporting again)."""
-    from slm.errors import UserError
-    from slm.project import Project
-
-    try:
-        checkpoints = Project.load().checkpoint_dir
-    except UserError:  # not run from a project folder (Olive reading another config)
-        return
-    if checkpoints is not None:
-        checkpoints.mkdir(parents=True, exist_ok=True)
-
-
+# Olive keys its cache on the checkpoint folder's spelling, which depends on whether it exists
+# (slm/checkpoints.py), and it computes that key after reading the config
 make_checkpoint_dir()
 # training_args.log_level "info" shows the Trainer's plan, its evaluations and the checkpoint it keeps;
 # without this, every checkpoint save also prints the base model's whole config.json
@@ -215,73 +195,6 @@ def build_rows(
     return examples, stats
 
 
-def _file_digest(path):
-    path = Path(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
-def run_fingerprint(project):
-    """What a training run's checkpoints depend on: the LoRA pass settings, the data configs, the base
-    model, and the bytes of the training and validation files."""
-    finetune = {key: value for key, value in project.finetune.items() if key != "training_args"}
-    args = {key: value for key, value in project.training_args.items() if key != "overwrite_output_dir"}
-    identity = {
-        "finetune": finetune,
-        "training_args": args,
-        "data_configs": project.config.get("data_configs"),
-        "base_model": project.base_model_path,
-        "train": _file_digest(project.train_file),
-        "validation": _file_digest(project.validation_file),
-    }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-
-
-def guard_checkpoints(project, schedule):
-    """Let Olive resume only from checkpoints of this very run; move any other run's aside (never delete).
-
-    Writes `<checkpoint dir>.run.json`: the fingerprint, the schedule and the start time, which
-    `fine-tuning/report.py` reads. Returns True when the checkpoints will be resumed from.
-    """
-    checkpoints = project.checkpoint_dir
-    if checkpoints is None:
-        return False
-    record = checkpoints.with_name(checkpoints.name + ".run.json")
-    fingerprint = run_fingerprint(project)
-    previous = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
-    has_checkpoints = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-    resume = has_checkpoints and previous.get("fingerprint") == fingerprint
-    if project.training_args.get("overwrite_output_dir"):
-        resume = False
-    if checkpoints.is_dir() and any(checkpoints.iterdir()) and not resume:
-        aside = checkpoints.with_name(checkpoints.name + ".previous")
-        shutil.rmtree(aside, ignore_errors=True)
-        checkpoints.rename(aside)
-        logger.warning(
-            "%s held a training run of other settings or data: moved to %s; training starts at step 0",
-            checkpoints.as_posix(),
-            aside.as_posix(),
-        )
-    if resume:
-        logger.info("resuming the interrupted training run in %s", checkpoints.as_posix())
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(
-        json.dumps(
-            {
-                "fingerprint": fingerprint,
-                "rows": schedule.rows,
-                "batch_size": schedule.batch_size,
-                "steps": schedule.steps,
-                "epochs": round(schedule.passes, 3),
-                "started": time.time(),
-                "resumed": resume,
-            },
-            indent=2,
-        ),
-        encoding="utf-8",
-    )
-    return resume
-
-
 def scheduled(examples, schedule, seed):
     """The examples laid out as the schedule's steps: shuffled whole passes, the last one cut short."""
     order = row_order(schedule.rows, schedule.steps, schedule.batch_size, seed)
@@ -375,8 +288,6 @@ def answer_only_pre_process(
         "the answer only" if answer_only else "the whole text",
     )
     if epochs is not None:
-        from slm.project import Project
-
         project = Project.load()
         if data_version is not None and data_version != project.data_digest():
             raise ValueError(

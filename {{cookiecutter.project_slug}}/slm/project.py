@@ -192,3 +192,39 @@ class Project:
                 f"run `olive run --config {self.config_path.as_posix()}` first"
             )
         return model_dir
+
+
+# ---- Olive's footprint: the models olive run produced on the way to the ONNX model (benchmark.py)
+
+
+def footprint_model(onnx_dir: str | Path, from_passes: set[str]) -> dict | None:
+    """The config of the model the first of `from_passes` produced, from Olive's footprint; None if absent."""
+    footprint = Path(onnx_dir) / "footprint.json"
+    if footprint.is_file():
+        for node in json.loads(footprint.read_text(encoding="utf-8")).values():
+            if node.get("from_pass") in from_passes:
+                return node["model_config_data"]["config"]
+    return None
+
+
+def merged_model_dir(onnx_dir: str | Path) -> Path:
+    """The merged fine-tuned PyTorch model Olive produced on the way to the ONNX model."""
+    merged = footprint_model(onnx_dir, {"mergeadapterweights"})
+    if merged:
+        return Path(merged["model_path"])
+    footprint = Path(onnx_dir) / "footprint.json"
+    raise UserError(
+        f"no merged model recorded in {footprint.as_posix()}: run `olive run --config fine-tuning/olive-config.json` "
+        "(or pass --merged-model DIR)"
+    )
+
+
+def trained_adapter_dir(onnx_dir: str | Path) -> tuple[Path, Path]:
+    """An adapter export's base model and LoRA adapter folder (the LoRA pass's output), for PyTorch."""
+    trained = footprint_model(onnx_dir, {"lora", "qlora"})
+    if trained and trained.get("adapter_path"):
+        return Path(trained["model_path"]), Path(trained["adapter_path"])
+    raise UserError(
+        f"no LoRA adapter recorded in {(Path(onnx_dir) / 'footprint.json').as_posix()}: run "
+        "`olive run --config fine-tuning/olive-config.json` (or pass --merged-model DIR)"
+    )

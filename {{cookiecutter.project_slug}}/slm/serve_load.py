@@ -19,9 +19,9 @@ import threading
 import time
 import urllib.request
 
-from slm.benchmark import percentile
 from slm.data import load_rows
 from slm.errors import UserError, cli
+from slm.metrics import percentile
 from slm.project import Project
 
 

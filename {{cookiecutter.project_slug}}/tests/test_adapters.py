@@ -1,6 +1,5 @@
 """Choosing adapters (infer.py, serve.py) and serving many at once, with stand-ins for onnxruntime-genai."""
 
-import queue
 import threading
 import time
 import types
@@ -8,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from slm.engines import OnnxEngine
 from slm.errors import UserError
 from slm.infer import adapter_to_use
 from slm.project import ADAPTER_FILE, Project
-from slm.serve import AdapterBackend, GenerationFailed, served_adapters
+from slm.serve import served_adapters
+from slm.serve_backends import AdapterBackend
+from slm.serve_protocol import GenerationFailed
 
 MERGED = Project({"passes": {"merge": {"type": "MergeAdapterWeights"}}, "output_dir": "gen-model/model"})
 ADAPTER = Project({"passes": {"adapter": {"type": "ExtractAdapters"}}, "output_dir": "gen-model/model"})
@@ -97,14 +97,8 @@ SCRIPTS = {"a": [11, 12, 13], "b": [21, 22, 23], None: [1, 2], "broken": [9]}
 class FakeGenerator:
     steps = []  # (adapter, token) of every step, in order
 
-    def __init__(self, model, params):
-        self.adapter, self.script = None, None
-
-    def set_active_adapter(self, adapters, name):
-        self.adapter = name
-
-    def append_tokens(self, ids):
-        self.script = list(SCRIPTS[self.adapter])
+    def __init__(self, adapter):
+        self.adapter, self.script = adapter, list(SCRIPTS[adapter])
 
     def is_done(self):
         return not self.script
@@ -119,6 +113,21 @@ class FakeGenerator:
         return [self.last]
 
 
+class FakeEngine:
+    """What AdapterBackend uses of an slm.engines.OnnxEngine: loading adapters, one generator per request."""
+
+    runtime, model, context_length, eos_ids = None, None, 64, set()
+
+    def __init__(self):
+        self.loaded = []
+
+    def load_adapter(self, name, path):
+        self.loaded.append(name)
+
+    def generator(self, prompt_ids, search_options, guidance_regex=None, adapter=None):
+        return FakeGenerator(adapter)
+
+
 class FakeJob:
     def __init__(self, cancelled=False):
         self.items, self.cancelled, self.ended = [], cancelled, threading.Event()
@@ -130,25 +139,19 @@ class FakeJob:
 
 
 def test_requests_switch_adapters_per_generation_and_a_failing_one_stops_alone():
-    import numpy as np
-
-    backend = object.__new__(AdapterBackend)
-    fake_og = types.SimpleNamespace(
-        GeneratorParams=lambda model: types.SimpleNamespace(set_search_options=lambda **options: None),
-        Generator=FakeGenerator,
-    )
-    backend._og, backend._np, backend.model = fake_og, np, None
-    backend.engine = object.__new__(OnnxEngine)  # its generator(), on the stand-in runtime
-    backend.engine._og, backend.engine.model, backend.engine.adapters = fake_og, None, object()
-    backend.adapters = {"a": "a.onnx_adapter", "b": "b.onnx_adapter", "base": None, "broken": "x.onnx_adapter"}
-    backend._lock, backend._active, backend._incoming = threading.Lock(), 5, queue.Queue()
+    adapters = {"a": "a.onnx_adapter", "b": "b.onnx_adapter", "base": None, "broken": "x.onnx_adapter"}
+    engine = FakeEngine()
+    tokenizer = types.SimpleNamespace(eos_token_id=0)
+    backend = AdapterBackend(engine, tokenizer, "tone", types.SimpleNamespace(data_format="columns"), adapters)
+    assert engine.loaded == ["a", "b", "broken"] and backend.models() == list(adapters)
+    backend._active = 5
     jobs = {name: FakeJob() for name in backend.adapters}
     cancelled = FakeJob(cancelled=True)
     for name, job in jobs.items():
         backend._incoming.put((job, [0], {}, name))
     backend._incoming.put((cancelled, [0], {}, "a"))
     FakeGenerator.steps = []
-    threading.Thread(target=backend._run, daemon=True).start()
+    backend.start()
     deadline = time.monotonic() + 10
     for job in [*jobs.values(), cancelled]:
         assert job.ended.wait(max(0, deadline - time.monotonic()))

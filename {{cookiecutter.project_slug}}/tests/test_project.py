@@ -78,3 +78,34 @@ def test_benchmark_scores_the_plain_run_where_ignoring_eos_changes_the_tokens():
     assert scored_ids(torch_like, [1, 3], [7, 9, 2, 9], 4, {2}, {}) == [7, 9]
     assert scored_ids(torch_like, [1, 3], [7, 9, 9, 9], 4, {2}, {}) == [7, 9, 9, 9]
     assert torch_like.plain_runs == []
+
+
+def test_the_package_docstring_names_every_module():
+    import slm
+
+    named = set(re.findall(r"^- (\w+):", slm.__doc__, flags=re.MULTILINE))
+    modules = {path.stem for path in (ROOT / "slm").glob("*.py") if path.stem != "__init__"}
+    assert modules <= named, f"add to slm/__init__.py's module map: {sorted(modules - named)}"
+
+
+def test_a_benchmark_child_killed_by_a_signal_is_named():
+    from slm.benchmark import child_failure
+
+    peer = child_failure("llama", -4)
+    assert peer.startswith("the llama.cpp peer died with SIGILL (illegal instruction): ")
+    assert 'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install' in peer
+    assert child_failure("torch", -9).startswith("the PyTorch measurement died with SIGKILL")
+    assert child_failure("onnx", 1) == "the ONNX Runtime GenAI measurement failed (its error is printed above)"
+
+
+def test_progress_bars_write_a_line_every_30_seconds_into_a_log(tmp_path):
+    from slm.progress import progress_options
+
+    with open(tmp_path / "log", "w") as log:
+        assert progress_options(log)["mininterval"] == 30
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    assert "mininterval" not in progress_options(Terminal())

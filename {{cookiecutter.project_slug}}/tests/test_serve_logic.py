@@ -1,10 +1,11 @@
 """The server's engine loop and answer text, with stand-ins for onnxruntime-genai (no model needed)."""
 
 import asyncio
-import threading
 import types
 
-from slm.serve import EngineBackend, GenerationFailed, text_pieces
+from slm.engines import TextGenerator
+from slm.serve_backends import EngineBackend, text_pieces
+from slm.serve_protocol import GenerationFailed
 
 NOT_READY = "Expected at least one request to be ready, but none were found."
 
@@ -52,10 +53,19 @@ class FakeJob:
         self.items.append(item)
 
 
+def onnx_engine(runtime):
+    """What EngineBackend reads of an slm.engines.OnnxEngine."""
+    return types.SimpleNamespace(runtime=runtime, model=None, context_length=64, eos_ids=set())
+
+
+COLUMNS_TASK = types.SimpleNamespace(data_format="columns")
+TOKENIZER = types.SimpleNamespace(eos_token_id=0)
+
+
 def backend_with(engine_factory):
-    backend = object.__new__(EngineBackend)
-    backend._og = types.SimpleNamespace(Engine=lambda model: engine_factory())
-    backend.model, backend._lock, backend._active = None, threading.Lock(), 2
+    runtime = types.SimpleNamespace(Engine=lambda model: engine_factory())
+    backend = EngineBackend(onnx_engine(runtime), TOKENIZER, "tone", COLUMNS_TASK)
+    backend._active = 2
     return backend
 
 
@@ -105,9 +115,9 @@ TASK_BACKEND = types.SimpleNamespace(
 )
 
 
-def answer_text(tokens):
+def answer_text(tokens, stop=(), backend=TASK_BACKEND):
     async def collect():
-        return "".join([piece async for piece in text_pieces(TASK_BACKEND, TokenJob(tokens), 8)])
+        return "".join([piece async for piece in text_pieces(backend, TokenJob(tokens), 8, stop)])
 
     return asyncio.run(collect())
 
@@ -116,3 +126,42 @@ def test_a_task_answer_is_the_label_alone_as_infer_prints_it():
     assert answer_text([1, 2, EOS]) == "joy"  # no trailing space before the end of sequence
     assert answer_text([1, 2, 3, 4]) == "joy"  # the first line only
     assert answer_text([1, 2, 4]) == "joy more"  # inner spaces are kept once more text follows
+
+
+class ScriptedEngine:
+    """generate_ids yields the given token ids, as an slm.engines engine does."""
+
+    def __init__(self, tokens):
+        self.tokens, self.eos_ids = tokens, {EOS}
+
+    def generate_ids(self, prompt_ids, max_new_tokens, **extra):
+        yield from self.tokens[:max_new_tokens]
+
+
+class ScriptedTokenizer:
+    eos_token_id = EOS
+
+    def __call__(self, prompt, add_special_tokens):
+        return {"input_ids": [5]}
+
+    def decode(self, ids):
+        return TASK_BACKEND.decode(ids)
+
+
+def infer_text(tokens, one_line=True):
+    generator = TextGenerator(ScriptedEngine(tokens), ScriptedTokenizer())
+    pieces = list(generator.stream("prompt", 8, stop_at_newline=one_line))
+    return "".join(pieces)
+
+
+def test_text_held_back_for_a_stop_string_is_sent_when_the_answer_ends():
+    chat = types.SimpleNamespace(**{**vars(TASK_BACKEND), "stop_at_newline": False})
+    assert answer_text([1, EOS], stop=["xyz"], backend=chat) == " joy"
+    assert answer_text([1, 2, 4], stop=["xyz"], backend=chat) == " joy more"  # out of tokens
+    assert answer_text([1, 4, EOS], stop=["mo"], backend=chat) == " joy"  # the stop string is not sent
+
+
+def test_infer_and_the_server_answer_alike():
+    for tokens in ([1, 2, EOS], [1, 2, 3, 4], [1, 2, 4], [2, 1, 4]):
+        assert infer_text(tokens) == answer_text(tokens)
+    assert infer_text([1, 3, 4], one_line=False) == " joy\nmore"  # a chat answer is every line
