@@ -12,9 +12,9 @@ Used by the hooks (imported from the template folder), by the Jinja filters in
 local_extensions.py, and by scripts/env.sh.
 """
 
+import importlib.util
 import json
 import re
-import string
 from pathlib import Path
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
@@ -90,12 +90,23 @@ class AnswerError(Exception):
     """An answer the template cannot use; the message says what to change."""
 
 
+def _project_prompts():
+    """The generated project's slm/prompts.py, the one definition of the training text (no dependencies)."""
+    path = TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "slm" / "prompts.py"
+    spec = importlib.util.spec_from_file_location("project_prompts", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PROMPTS = _project_prompts()
+
+
 def template_fields(template):
     try:
-        parsed = list(string.Formatter().parse(template))
+        return PROMPTS.template_fields(template)
     except ValueError as error:
         raise AnswerError(f"text_template is not a valid template ({error}); write {{column}} placeholders") from None
-    return [field for _, field, _, _ in parsed if field is not None]
 
 
 def _number(name, raw):
@@ -322,7 +333,6 @@ def olive_config(raw_answers):
         "gradient_accumulation_steps": 1,
         "gradient_checkpointing": on_gpu,
         "lr_scheduler_type": "cosine",
-        "warmup_ratio": 0.05,
         "logging_steps": LOG_FRACTION,
         "eval_strategy": "steps",
         "eval_steps": EVAL_FRACTION,

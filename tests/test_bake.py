@@ -30,6 +30,7 @@ COMMON_FILES = {
     "slm/prompts.py",
     "slm/report.py",
     "slm/schedule.py",
+    "slm/checkpoints.py",
     "fine-tuning/report.py",
     "slm/progress.py",
     "slm/bandwidth.py",
@@ -60,6 +61,8 @@ COMMON_FILES = {
     ".cookiecutter.json",
     "pyproject.toml",
     "tests/test_project.py",
+    "tests/test_prompts.py",
+    "tests/test_schedule.py",
 }
 DATA_FILES = {
     "columns": {"datasets/train.json", "datasets/validation.json", "datasets/eval.json"},

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -19,29 +20,32 @@ from slm.project import Project
 logger = logging.getLogger("olive.slm")
 
 
-def _file_digest(path):
-    path = Path(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+# training_args that change what is logged, not what is trained
+DISPLAY_ONLY = ("overwrite_output_dir", "report_to", "log_level", "logging_steps", "disable_tqdm")
+
+
+def run_record(checkpoints: Path) -> Path:
+    """The file beside the checkpoint folder that says which run wrote it (read by fine-tuning/report.py)."""
+    return checkpoints.with_name(checkpoints.name + ".run.json")
 
 
 def run_fingerprint(project):
     """What a training run's checkpoints depend on: the LoRA pass settings, the data configs, the base
     model, and the bytes of the training and validation files."""
     finetune = {key: value for key, value in project.finetune.items() if key != "training_args"}
-    args = {key: value for key, value in project.training_args.items() if key != "overwrite_output_dir"}
+    args = {key: value for key, value in project.training_args.items() if key not in DISPLAY_ONLY}
     identity = {
         "finetune": finetune,
         "training_args": args,
         "data_configs": project.config.get("data_configs"),
         "base_model": project.base_model_path,
-        "train": _file_digest(project.train_file),
-        "validation": _file_digest(project.validation_file),
+        "data": project.data_digest(),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
 def guard_checkpoints(project, schedule):
-    """Let Olive resume only from checkpoints of this very run; move any other run's aside (never delete).
+    """Let Olive resume only from checkpoints of this very run; move any other run's aside.
 
     Writes `<checkpoint dir>.run.json`: the fingerprint, the schedule and the start time, which
     `fine-tuning/report.py` reads. Returns True when the checkpoints will be resumed from.
@@ -49,7 +53,7 @@ def guard_checkpoints(project, schedule):
     checkpoints = project.checkpoint_dir
     if checkpoints is None:
         return False
-    record = checkpoints.with_name(checkpoints.name + ".run.json")
+    record = run_record(checkpoints)
     fingerprint = run_fingerprint(project)
     previous = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
     has_checkpoints = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
@@ -57,14 +61,7 @@ def guard_checkpoints(project, schedule):
     if project.training_args.get("overwrite_output_dir"):
         resume = False
     if checkpoints.is_dir() and any(checkpoints.iterdir()) and not resume:
-        aside = checkpoints.with_name(checkpoints.name + ".previous")
-        shutil.rmtree(aside, ignore_errors=True)
-        checkpoints.rename(aside)
-        logger.warning(
-            "%s held a training run of other settings or data: moved to %s; training starts at step 0",
-            checkpoints.as_posix(),
-            aside.as_posix(),
-        )
+        move_aside(checkpoints, "held a training run of other settings or data")
     if resume:
         logger.info("resuming the interrupted training run in %s", checkpoints.as_posix())
     record.parent.mkdir(parents=True, exist_ok=True)
@@ -86,15 +83,34 @@ def guard_checkpoints(project, schedule):
     return resume
 
 
-def make_checkpoint_dir():
-    """Create the Trainer's checkpoint folder of the project in the working folder, if it has one.
+def move_aside(checkpoints: Path, why: str) -> None:
+    """Keep another run's checkpoints as `<folder>.previous` (the one kept before is replaced) and log it."""
+    aside = checkpoints.with_name(checkpoints.name + ".previous")
+    shutil.rmtree(aside, ignore_errors=True)
+    checkpoints.rename(aside)
+    logger.warning("%s %s: moved to %s; training starts at step 0", checkpoints.as_posix(), why, aside.as_posix())
 
-    Olive 0.13 keys its cache on `training_args.output_dir` written as an absolute path when that folder
-    exists and as given when it does not; without this, the run after the first one would miss the cache
-    and redo every pass (resuming the finished training, then exporting again)."""
+
+def check_project_at_start():
+    """Run when Olive reads the config, before any pass: what must hold before Olive looks at its cache.
+
+    - The data files still match the recorded data_version, else stop with what to do.
+    - The checkpoint folder exists: Olive 0.13 keys its cache on `training_args.output_dir` written as
+      an absolute path when that folder exists and as given when it does not, so without it the run after
+      the first would miss the cache and redo every pass.
+    - A folder with files but no checkpoint yet (TensorBoard logs of a run stopped early) is moved aside:
+      Olive's LoRA pass refuses a non-empty output_dir without a checkpoint before any project code runs.
+    """
     try:
-        checkpoints = Project.load().checkpoint_dir
+        project = Project.load()
     except UserError:  # not run from a project folder (Olive reading another config)
         return
-    if checkpoints is not None:
-        checkpoints.mkdir(parents=True, exist_ok=True)
+    problem = project.data_version_problem()
+    if problem:
+        sys.exit(f"ERROR: {problem}")
+    checkpoints = project.checkpoint_dir
+    if checkpoints is None:
+        return
+    if checkpoints.is_dir() and any(checkpoints.iterdir()) and not any(checkpoints.glob("checkpoint-*")):
+        move_aside(checkpoints, "holds no checkpoint")
+    checkpoints.mkdir(parents=True, exist_ok=True)

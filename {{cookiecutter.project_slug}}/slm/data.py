@@ -141,13 +141,6 @@ def load_rows(path, task):
     return check_rows(path, read_records(path), task)
 
 
-def training_text(row, task, tokenizer):
-    """The whole training sequence for a row, as olive_data.py builds it."""
-    if task.data_format == "messages":
-        return tokenizer.apply_chat_template(row[task.message_col], tokenize=False)
-    return f"{tokenizer.bos_token or ''} {task.template.format(**row)} {tokenizer.eos_token or ''}"
-
-
 def write_together(outputs):
     """Write every (path, rows) to a temporary sibling first, then move all into place."""
     staged = []

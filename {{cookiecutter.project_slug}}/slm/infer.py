@@ -25,7 +25,7 @@ from slm.engines import CHAT_MAX_NEW_TOKENS, ENGINES, TASK_MAX_NEW_TOKENS, Gener
 from slm.errors import UserError, cli
 from slm.metrics import label_set, token_f1
 from slm.project import Project
-from slm.prompts import label_table, normalise_label
+from slm.prompts import ChatTask, label_table, normalise_label
 
 
 def parse_args(argv, project):
@@ -118,7 +118,9 @@ class Prompter:
         tokenizer = self.generator.tokenizer
         if self.chat:
             messages = [*history, {"role": "user", "content": text}]
-            return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            # a chat project's own chat template (the config's), else the model's
+            chat = self.task if isinstance(self.task, ChatTask) else ChatTask()
+            return chat.prompt_for_messages(messages, tokenizer)
         return self.task.prompt_for_input(text, tokenizer, self.system_prompt)
 
     def tokens_over(self, prompt):
@@ -241,7 +243,10 @@ def main(argv=None):
     generator = open_generator(args, project, adapter_file)
     prompter = Prompter(project, generator, args.chat, args.max_new_tokens, labels)
     if rows is not None:
-        answers_file = project.report_dir / f"{args.eval.stem}-answers.jsonl"
+        mode = "".join(f"-{name}" for name in ("base", "constrain") if getattr(args, name))
+        if args.adapter is not None:
+            mode += f"-adapter-{Path(args.adapter).stem}"
+        answers_file = project.report_dir / f"{args.eval.stem}{mode}-answers.jsonl"
         evaluate(prompter, rows, args.eval.as_posix(), answers_file)
     elif args.prompt is not None:
         print_stream(prompter, args.prompt.strip())

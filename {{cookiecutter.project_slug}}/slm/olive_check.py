@@ -26,6 +26,11 @@ from pathlib import Path
 from slm.errors import UserError, cli
 from slm.project import OLIVE_CONFIG
 
+# keys of the training data's pre-processing that only the schedule uses (slm/schedule.py)
+SCHEDULE_ONLY_KEYS = ("epochs", "min_steps", "step_cap", "seed")
+# training_args keys of Olive 0.13's LoRA pass that are not transformers.TrainingArguments fields
+OLIVE_TRAINING_KEYS = {"overwrite_output_dir", "resume_from_checkpoint"}
+
 
 class ConfigError(UserError):
     """The config is not strictly valid for the installed Olive."""
@@ -61,10 +66,9 @@ def check_pass(name, pass_entry, accelerator_spec, data_configs):
     training_args = params.get("training_args") or {}
     training_fields = {f.name for f in dataclasses.fields(transformers.TrainingArguments) if f.init}
     if pass_entry["type"] in ("LoRA", "QLoRA"):
-        from olive.passes.pytorch.lora import HFTrainingArguments
-
-        # Olive's own keys beside the Trainer's (overwrite_output_dir: start afresh instead of resuming)
-        training_fields |= set(HFTrainingArguments.model_fields) - {"extra_args"}
+        # Olive's own keys that Olive acts on itself; its other declared fields (warmup_ratio, ...) that are
+        # no Trainer field in transformers 5 are dropped without a word, so they are refused here
+        training_fields |= OLIVE_TRAINING_KEYS
     _unknown(training_args, training_fields, f"passes.{name}.config.training_args (transformers.TrainingArguments)")
 
     # Olive resolves data config names to the data configs themselves before building the pass
@@ -127,16 +131,24 @@ def check_data_version(config, root):
     """The training and validation files still match the digest prepare.py recorded (data_version)."""
     from slm.project import Project
 
-    project = Project(config, root / OLIVE_CONFIG)
-    recorded = project.pre_process.get("data_version")
-    if recorded is None:
+    problem = Project(config).data_version_problem(root)
+    if problem:
+        raise ConfigError(problem)
+
+
+def check_validation_like_training(config):
+    """The validation rows are tokenized as the training rows are (one pre-processing, less the schedule)."""
+    configs = config.get("data_configs", [])
+    if len(configs) < 2:
         return
-    digest = Project(config).data_digest(root)
-    if digest != recorded:
+    training, validation = (dict(c.get("pre_process_data_config") or {}) for c in configs[:2])
+    for key in (*SCHEDULE_ONLY_KEYS, "data_version"):
+        training.pop(key, None)
+    differing = sorted(key for key in set(training) | set(validation) if training.get(key) != validation.get(key))
+    if differing:
         raise ConfigError(
-            f"{project.train_file.as_posix()} or {project.validation_file.as_posix()} changed since data_version "
-            f"{recorded} was recorded, and Olive's cache would reuse the model trained on the old data: set "
-            f'"data_version": "{digest}" in {OLIVE_CONFIG.as_posix()} (or run `python datasets/prepare.py YOUR_FILE`)'
+            f"data_configs[1].pre_process_data_config differs from data_configs[0]'s in {differing}: the validation "
+            "rows that choose the best checkpoint must be tokenized as the training rows are; make them equal"
         )
 
 
@@ -165,6 +177,7 @@ def check_config(config, root=Path("."), paths=False):
         check_pass(name, pass_entry, accelerator_spec, data_configs)
     for data_config in config.get("data_configs", []):
         check_data_config(data_config)
+    check_validation_like_training(config)
     if paths:
         check_paths(config, root)
 

@@ -9,9 +9,12 @@ what the model must learn to say:
 - `data_format="columns"`: the text is `f"{bos} {text_template filled} {eos}"`, exactly
   what Olive builds with `add_special_tokens=true`; the answer is everything from the
   template's last placeholder on (the answer and the end-of-sequence token).
-- `data_format="messages"`: the text is the tokenizer's chat template applied to the
-  row's `messages` (no generation prompt); the answer is the content of every
-  assistant turn and its end-of-turn marker (`<|im_end|>`, `<|end|>`, ...).
+- `data_format="messages"`: the text is the chat template (the tokenizer's, or `chat_template`)
+  applied to the row's `messages`; the answer is the content of every assistant turn and its
+  end-of-turn marker (`<|im_end|>`, `<|end|>`, ...).
+
+Both texts are built by slm.prompts, the same code that builds the prompt infer.py and the
+server send, so the trained prefix is the served prompt.
 
 `answer_only=false` restores Olive's whole-text loss (labels = input ids).
 
@@ -33,13 +36,13 @@ and `attention_mask` with 0 per batch.
 """
 
 import logging
-import string
 
 import torch
 from olive.data.registry import Registry
 
-from slm.checkpoints import guard_checkpoints, make_checkpoint_dir
+from slm.checkpoints import check_project_at_start, guard_checkpoints
 from slm.project import Project
+from slm.prompts import ChatTask, ColumnsTask, common_prefix
 from slm.schedule import Schedule, row_order
 
 IGNORE_INDEX = -100  # olive.data.constants.IGNORE_INDEX, the label PyTorch's loss skips
@@ -54,9 +57,9 @@ logger = logging.getLogger("olive.slm")
 # the config, before any pass runs, so seeding here makes the starting weights the same on every run.
 ADAPTER_INIT_SEED = 0
 torch.manual_seed(ADAPTER_INIT_SEED)
-# Olive keys its cache on the checkpoint folder's spelling, which depends on whether it exists
-# (slm/checkpoints.py), and it computes that key after reading the config
-make_checkpoint_dir()
+# Before any pass runs: refuse data the recorded data_version does not match (Olive's cache would reuse the
+# model trained on the old data), and get the checkpoint folder ready (slm/checkpoints.py)
+check_project_at_start()
 # training_args.log_level "info" shows the Trainer's plan, its evaluations and the checkpoint it keeps;
 # without this, every checkpoint save also prints the base model's whole config.json
 logging.getLogger("transformers.configuration_utils").setLevel(logging.WARNING)
@@ -64,82 +67,23 @@ logging.getLogger("transformers.configuration_utils").setLevel(logging.WARNING)
 DATA_FORMATS = ("columns", "messages")
 
 
-def _common_prefix(a, b):
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def answer_placeholder(text_template):
-    """The name of the template's last `{placeholder}` (the answer column)."""
-    fields = [name for _, name, _, _ in string.Formatter().parse(text_template) if name is not None]
-    if not fields:
-        raise ValueError(f"text_template {text_template!r} has no {{column}} placeholder")
-    return fields[-1]
-
-
-def columns_example(row, text_template, tokenizer):
-    """(full text, prompt text) of a columns-format row, as Olive's add_special_tokens=true builds it."""
-    answer = answer_placeholder(text_template)
-    prefix = text_template[: text_template.rindex("{" + answer + "}")]
-    bos, eos = tokenizer.bos_token or "", tokenizer.eos_token or ""
-    full = f"{bos} {text_template.format(**row)} {eos}"
-    prompt = f"{bos} {prefix.format(**row)}"
-    return full, prompt
-
-
-def tokenize_columns(row, text_template, tokenizer):
+def tokenize_columns(row, task, tokenizer):
     """input_ids and labels (prompt tokens -100) of one columns-format row, not truncated.
 
     The prompt length is the common prefix of the full text's and the prompt's token ids,
     so a token the tokenizer merges across the prompt/answer boundary counts as answer.
     """
-    full, prompt = columns_example(row, text_template, tokenizer)
+    full, prompt = task.training_text(row, tokenizer)
     input_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    n_prompt = _common_prefix(input_ids, prompt_ids)
+    n_prompt = common_prefix(input_ids, prompt_ids)
     labels = [IGNORE_INDEX] * n_prompt + input_ids[n_prompt:]
     return input_ids, labels
 
 
-def _render(tokenizer, messages, chat_template, add_generation_prompt):
-    return tokenizer.apply_chat_template(
-        messages,
-        tokenize=False,
-        add_generation_prompt=add_generation_prompt,
-        chat_template=chat_template if isinstance(chat_template, str) else None,
-    )
-
-
-def assistant_spans(messages, tokenizer, chat_template=None):
-    """(full text, [(start, end) character spans of each assistant turn's content + end-of-turn marker]).
-
-    The span of assistant turn i starts where the rendering of messages[:i] with the
-    generation prompt ends, and ends where the rendering of messages[:i+1] stops agreeing
-    with the full text; trailing whitespace after the marker (the template's newline) is
-    left out, since generation stops at the marker.
-    """
-    full = _render(tokenizer, messages, chat_template, add_generation_prompt=False)
-    spans = []
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        before = _render(tokenizer, messages[:i], chat_template, add_generation_prompt=True) if i else ""
-        start = _common_prefix(before, full)
-        end = _common_prefix(_render(tokenizer, messages[: i + 1], chat_template, add_generation_prompt=False), full)
-        while end > start and full[end - 1].isspace():
-            end -= 1
-        if end > start:
-            spans.append((start, end))
-    return full, spans
-
-
-def tokenize_messages(messages, tokenizer, chat_template=None):
+def tokenize_messages(messages, task, tokenizer):
     """input_ids and labels (real only on assistant turns) of one chat row, not truncated."""
-    full, spans = assistant_spans(messages, tokenizer, chat_template)
+    full, spans = task.assistant_spans(messages, tokenizer)
     encoding = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     input_ids = encoding["input_ids"]
     labels = []
@@ -170,14 +114,17 @@ def build_rows(
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
     if data_format == "columns" and not text_template:
         raise ValueError("data_format 'columns' needs a text_template")
+    task = (
+        ColumnsTask.from_template(text_template) if data_format == "columns" else ChatTask(message_col, chat_template)
+    )
     examples = {"input_ids": [], "attention_mask": [], "labels": []}
     stats = {"rows": 0, "kept": 0, "answer_cut": 0, "answer_truncated": 0}
     for row in rows:
         stats["rows"] += 1
         if data_format == "columns":
-            input_ids, labels = tokenize_columns(row, text_template, tokenizer)
+            input_ids, labels = tokenize_columns(row, task, tokenizer)
         else:
-            input_ids, labels = tokenize_messages(row[message_col], tokenizer, chat_template)
+            input_ids, labels = tokenize_messages(row[message_col], task, tokenizer)
         n_answer = sum(label != IGNORE_INDEX for label in labels)
         input_ids, labels = input_ids[:max_seq_len], labels[:max_seq_len]
         kept_answer = sum(label != IGNORE_INDEX for label in labels)
@@ -238,8 +185,8 @@ def answer_only_pre_process(
         min_steps: the fewest optimisation steps, however few the rows.
         step_cap: the most optimisation steps, however many the rows.
         seed: the order of the rows in each pass.
-        data_version: the digest prepare.py recorded of the training and validation files; they must still
-            match it (Olive's cache is keyed on the config, so the digest is how new data reaches it).
+        data_version: the digest prepare.py recorded of the training and validation files; `olive run` stops when
+            they no longer match it (Olive's cache is keyed on the config, so the digest is how new data reaches it).
         **kwargs: only Olive's own `task`; any other key is refused, since Olive would not say it is unused.
 
     """
@@ -289,13 +236,8 @@ def answer_only_pre_process(
     )
     if epochs is not None:
         project = Project.load()
-        if data_version is not None and data_version != project.data_digest():
-            raise ValueError(
-                f"{project.train_file.as_posix()} or {project.validation_file.as_posix()} changed after data_version "
-                f"{data_version} was recorded: Olive's cache would not see it. Run `python datasets/prepare.py "
-                f"YOUR_FILE` again, or set data_version to {project.data_digest()} in {project.config_path.as_posix()}"
-            )
-        schedule = Schedule(stats["kept"], project.batch_size, epochs, min_steps, step_cap)
+        fixed = project.training_args.get("max_steps")
+        schedule = Schedule(stats["kept"], project.batch_size, epochs, min_steps, step_cap, fixed)
         logger.info("schedule: %s", schedule.describe())
         guard_checkpoints(project, schedule)
         examples = scheduled(examples, schedule, seed)

@@ -24,7 +24,7 @@ import json
 import random
 from pathlib import Path
 
-from slm.data import check_rows, read_records, training_text, write_together
+from slm.data import check_rows, read_records, write_together
 from slm.errors import UserError, cli
 from slm.project import Project
 from slm.prompts import ColumnsTask
@@ -52,14 +52,12 @@ def schedule_report(project, train_rows):
     """What training on these rows will cost, by the schedule olive run applies."""
     settings = project.schedule_settings
     if settings is None:
-        return f"schedule: fixed by training_args.max_steps ({project.training_args.get('max_steps')} steps)"
-    schedule = Schedule(train_rows, project.batch_size, **settings)
+        fixed = project.training_args.get("max_steps")
+        return f"schedule: no epochs key in the training data's pre-processing: {fixed or 'one pass over the rows'}"
+    schedule = Schedule(train_rows, project.batch_size, **settings, fixed_steps=project.training_args.get("max_steps"))
     line = f"schedule: {schedule.describe()}"
-    fixed = project.training_args.get("max_steps")
-    if fixed:
-        line += f"; training_args.max_steps={fixed} overrides it"
     seconds = estimated_seconds(project.base_model_dir.name, schedule)
-    if seconds is not None and not fixed:
+    if seconds is not None:
         line += f"; about {seconds / 60:.0f} min of training on a 2-core CPU"
     return line
 
@@ -87,7 +85,7 @@ def token_lengths(rows, task, model_dir):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    texts = [training_text(row, task, tokenizer) for row in rows]
+    texts = [task.training_text(row, tokenizer)[0] for row in rows]
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 

@@ -113,11 +113,23 @@ class Project:
             digest.update(path.read_bytes() if path.is_file() else b"")
         return digest.hexdigest()[:16]
 
+    def data_version_problem(self, root=Path(".")):
+        """What to do when the data files no longer match the recorded data_version, else None."""
+        recorded = self.pre_process.get("data_version")
+        digest = self.data_digest(root)
+        if recorded is None or digest == recorded:
+            return None
+        return (
+            f"{self.train_file.as_posix()} or {self.validation_file.as_posix()} changed since data_version {recorded} "
+            f"was recorded, and Olive's cache would reuse the model trained on the old data: set "
+            f'"data_version": "{digest}" in {OLIVE_CONFIG.as_posix()} (or run `python datasets/prepare.py YOUR_FILE`)'
+        )
+
     def record_data_version(self):
         """Write the data files' digest into the config as the training data's `data_version`: Olive keys its
         cache on the config, not on the data files, so new data must change the config to be trained on."""
         self.pre_process["data_version"] = self.data_digest()
-        self.config_path.write_text(json.dumps(self.config, indent=2) + "\n", encoding="utf-8")
+        self.config_path.write_text(json.dumps(self.config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     @property
     def base_model_path(self):
@@ -165,7 +177,7 @@ class Project:
     @cached_property
     def task(self):
         if self.data_format == "messages":
-            return ChatTask(self.pre_process.get("message_col", "messages"))
+            return ChatTask(self.pre_process.get("message_col", "messages"), self.pre_process.get("chat_template"))
         return ColumnsTask.from_template(self.pre_process["text_template"])
 
     @cached_property

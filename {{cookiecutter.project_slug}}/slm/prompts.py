@@ -1,10 +1,15 @@
-"""Prompts built exactly as the model was trained, and scoring of its answers.
+"""The one definition of the text a model trains on and the prompt it is served, and answer scoring.
 
-Two data formats, one interface (`prompt_for_input`, `prompt_for_row`, `reference`):
-- ColumnsTask: the text template with an input and an answer column; the prompt is the
-  training text up to where the answer starts.
-- ChatTask: chat conversations; the prompt is the base model's chat template over every
-  turn before the last assistant turn, which is the reference answer.
+Two data formats, one interface:
+- ColumnsTask: the text template with an input and an answer column. The training text is
+  `f"{bos} {filled template} {eos}"` (what Olive's text pre-processing builds with
+  add_special_tokens=true); the prompt is that text up to where the answer starts.
+- ChatTask: chat conversations through the base model's chat template, or the config's own
+  `chat_template`; the prompt is every turn before the last assistant turn, which is the answer.
+
+`training_text(row, tokenizer)` (used by the pre-processing inside `olive run` and by prepare.py)
+and `prompt_for_row` / `prompt_for_input` (used by infer.py, the benchmark and the server) are
+built from the same pieces here, so the trained prefix and the served prompt cannot drift apart.
 """
 
 import string
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 
 
 def template_fields(template):
+    """The `{placeholder}` names of a text template, in order (ValueError if it does not parse)."""
     return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
 
 
@@ -26,6 +32,8 @@ class ColumnsTask:
     @classmethod
     def from_template(cls, template):
         fields = template_fields(template)
+        if not fields:
+            raise ValueError(f"text_template {template!r} has no {{column}} placeholder")
         # the input placeholder comes first, the answer last (the template's pre-generation hook enforces it)
         return cls(template=template, input_column=fields[0], output_column=fields[-1])
 
@@ -33,11 +41,18 @@ class ColumnsTask:
     def columns(self):
         return (self.input_column, self.output_column)
 
+    def _prompt_text(self, row, tokenizer):
+        prefix = self.template[: self.template.rindex("{" + self.output_column + "}")]
+        return f"{tokenizer.bos_token or ''} {prefix.format(**row)}"
+
+    def training_text(self, row, tokenizer):
+        """(the whole training text, the prompt part of it) of one row."""
+        full = f"{tokenizer.bos_token or ''} {self.template.format(**row)} {tokenizer.eos_token or ''}"
+        return full, self._prompt_text(row, tokenizer)
+
     def prompt_for_input(self, text, tokenizer, system_prompt=None):
         """The training text up to where the answer starts, with the special tokens Olive added."""
-        prefix = self.template[: self.template.rindex("{" + self.output_column + "}")]
-        # the training text is f"{bos} {filled template} {eos}" (see slm/olive_data.py)
-        return f"{tokenizer.bos_token or ''} {prefix.format(**{self.input_column: text})}"
+        return self._prompt_text({self.input_column: text}, tokenizer)
 
     def prompt_for_row(self, row, tokenizer):
         return self.prompt_for_input(str(row[self.input_column]), tokenizer)
@@ -49,13 +64,60 @@ class ColumnsTask:
         return str(row[self.output_column])
 
 
+def common_prefix(a, b):
+    """How many leading items two sequences share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 @dataclass(frozen=True)
 class ChatTask:
     message_col: str = "messages"
+    # a Jinja chat template overriding the tokenizer's own (the pre-processing's `chat_template` key)
+    chat_template: str | None = None
     data_format = "messages"
 
+    def render(self, messages, tokenizer, add_generation_prompt):
+        return tokenizer.apply_chat_template(
+            list(messages),
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            chat_template=self.chat_template,
+        )
+
+    def training_text(self, row, tokenizer):
+        """(the whole conversation as trained, the prompt before its last assistant turn)."""
+        messages = row[self.message_col]
+        return self.render(messages, tokenizer, False), self.render(messages[:-1], tokenizer, True)
+
+    def assistant_spans(self, messages, tokenizer):
+        """(full text, [(start, end) character spans of each assistant turn's content + end-of-turn marker]).
+
+        The span of assistant turn i starts where the rendering of messages[:i] with the generation
+        prompt ends, and ends where the rendering of messages[:i+1] stops agreeing with the full text;
+        trailing whitespace after the marker (the template's newline) is left out, since generation
+        stops at the marker.
+        """
+        full = self.render(messages, tokenizer, False)
+        spans = []
+        for i, message in enumerate(messages):
+            if message["role"] != "assistant":
+                continue
+            before = self.render(messages[:i], tokenizer, True) if i else ""
+            start = common_prefix(before, full)
+            end = common_prefix(self.render(messages[: i + 1], tokenizer, False), full)
+            while end > start and full[end - 1].isspace():
+                end -= 1
+            if end > start:
+                spans.append((start, end))
+        return full, spans
+
     def prompt_for_messages(self, messages, tokenizer):
-        return tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+        return self.render(messages, tokenizer, True)
 
     def prompt_for_input(self, text, tokenizer, system_prompt=None):
         system = [{"role": "system", "content": system_prompt}] if system_prompt else []

@@ -14,13 +14,9 @@ import json
 import re
 from pathlib import Path
 
+from slm.checkpoints import run_record
 from slm.errors import UserError, cli
 from slm.project import Project
-
-
-def latest_checkpoint(checkpoints: Path) -> Path | None:
-    numbered = [(int(m.group(1)), p) for p in checkpoints.glob("checkpoint-*") if (m := re.search(r"-(\d+)$", p.name))]
-    return max(numbered)[1] if numbered else None
 
 
 def read_training(project: Project) -> dict:
@@ -28,11 +24,14 @@ def read_training(project: Project) -> dict:
     retry = f"olive run --config {project.config_path.as_posix()}"
     if checkpoints is None:
         raise UserError("training_args.output_dir is not set, so the Trainer kept no checkpoints to report on")
-    latest = latest_checkpoint(checkpoints) if checkpoints.is_dir() else None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    latest = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if latest is None:
         raise UserError(f"no checkpoint in {checkpoints.as_posix()}: train first", retry=retry)
+    latest = Path(latest)
     state = json.loads((latest / "trainer_state.json").read_text(encoding="utf-8"))
-    record_file = checkpoints.with_name(checkpoints.name + ".run.json")
+    record_file = run_record(checkpoints)
     record = json.loads(record_file.read_text(encoding="utf-8")) if record_file.is_file() else {}
     history = state.get("log_history", [])
     best = state.get("best_model_checkpoint")

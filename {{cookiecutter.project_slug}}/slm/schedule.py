@@ -10,7 +10,7 @@ The floor gives a few hundred rows enough updates; the cap bounds the time on a 
 training rows are then laid out as that many batches: every row once per pass over the data, each
 pass in its own seeded order, the last pass cut where the steps end; the Trainer reads them in
 that order (`train_sampling_strategy: sequential`), so the order is part of the data, not of the
-Trainer's sampler. A `max_steps` in `training_args` still overrides the count (Trainer semantics).
+Trainer's sampler. A `max_steps` in `training_args` replaces the rule with that count.
 """
 
 import math
@@ -33,9 +33,13 @@ class Schedule:
     epochs: float
     min_steps: int
     step_cap: int
+    # training_args.max_steps, when set: a fixed count instead of the rule
+    fixed_steps: int | None = None
 
     @property
     def steps(self) -> int:
+        if self.fixed_steps:
+            return self.fixed_steps
         wanted = math.ceil(self.epochs * self.rows / self.batch_size)
         return max(self.min_steps, min(self.step_cap, wanted))
 
@@ -51,6 +55,11 @@ class Schedule:
     def describe(self) -> str:
         why = ""
         wanted = math.ceil(self.epochs * self.rows / self.batch_size)
+        if self.fixed_steps:
+            return (
+                f"{self.rows} training rows, {self.steps} steps of {self.batch_size} fixed by training_args.max_steps, "
+                f"each row seen {self.passes:.1f} times"
+            )
         if wanted < self.min_steps:
             why = f" (raised to min_steps {self.min_steps})"
         elif wanted > self.step_cap:
@@ -75,10 +84,9 @@ def row_order(rows: int, steps: int, batch_size: int, seed: int) -> list[int]:
 
 
 def validation_count(rows: int) -> int:
-    """How many of `rows` training rows prepare.py keeps apart for validation (0 below 10 rows)."""
-    if rows < 10:
-        return 0
-    return min(MAX_VALIDATION_ROWS, max(1, round(rows * VALIDATION_RATIO)))
+    """How many of `rows` training rows prepare.py keeps apart for validation: at least one (training is
+    scored on them to keep the best checkpoint), and at least one row left to train on."""
+    return min(MAX_VALIDATION_ROWS, max(1, round(rows * VALIDATION_RATIO)), rows - 1)
 
 
 def estimated_seconds(model_dir_name: str, schedule: Schedule) -> float | None:

@@ -1,0 +1,55 @@
+"""The schedule follows the row count by the documented rule (slm/schedule.py), with no training run."""
+
+import math
+
+import pytest
+
+from slm.project import Project
+from slm.schedule import Schedule, row_order, validation_count
+
+ROOT_CONFIG = "fine-tuning/olive-config.json"
+
+
+@pytest.mark.parametrize("rows", [1, 7, 24, 216, 500, 1_440, 2_000, 20_000, 200_000])
+def test_steps_are_epochs_over_the_rows_within_the_floor_and_the_cap(rows):
+    schedule = Schedule(rows, batch_size=8, epochs=3, min_steps=100, step_cap=1000)
+    assert schedule.steps == min(1000, max(100, math.ceil(3 * rows / 8)))
+    assert schedule.examples == schedule.steps * 8
+    assert schedule.passes == pytest.approx(schedule.steps * 8 / rows)
+
+
+def test_the_describe_line_says_why_when_the_floor_or_the_cap_decides():
+    assert "(raised to min_steps 100)" in Schedule(24, 8, 3, 100, 1000).describe()
+    assert "(cut to step_cap 1000)" in Schedule(20_000, 8, 3, 100, 1000).describe()
+    assert "=" in Schedule(1_440, 8, 3, 100, 1000).describe() and "(" not in Schedule(1_440, 8, 3, 100, 1000).describe()
+
+
+@pytest.mark.parametrize(("rows", "steps", "batch_size"), [(216, 100, 8), (7, 3, 4), (1_440, 540, 8), (30, 1, 8)])
+def test_every_row_comes_once_per_pass_and_the_last_pass_is_cut(rows, steps, batch_size):
+    order = row_order(rows, steps, batch_size, seed=42)
+    assert len(order) == steps * batch_size
+    full_passes = len(order) // rows
+    for number in range(full_passes):
+        assert sorted(order[number * rows : (number + 1) * rows]) == list(range(rows))
+    assert len(set(order[full_passes * rows :])) == len(order) - full_passes * rows  # no row twice in the cut pass
+    assert order == row_order(rows, steps, batch_size, seed=42)  # deterministic
+    if full_passes >= 2:
+        assert order[:rows] != order[rows : 2 * rows]  # each pass in its own order
+
+
+VALIDATION_COUNTS = [(1, 0), (2, 1), (5, 1), (10, 1), (15, 2), (216, 22), (1_600, 160), (10_000, 200)]
+
+
+@pytest.mark.parametrize(("rows", "expected"), VALIDATION_COUNTS)
+def test_validation_split_is_a_tenth_of_the_training_rows_at_most_200(rows, expected):
+    assert validation_count(rows) == expected
+
+
+def test_the_rendered_config_carries_the_schedule_the_readme_documents():
+    project = Project.load(ROOT_CONFIG)
+    settings = project.schedule_settings
+    assert set(settings) == {"epochs", "min_steps", "step_cap"}
+    assert "max_steps" not in project.training_args  # set only to override the schedule
+    assert project.training_args["train_sampling_strategy"] == "sequential"
+    readme = open("README.md", encoding="utf-8").read()
+    assert "`min_steps`" in readme and "`step_cap`" in readme and "training_args.max_steps" in readme
