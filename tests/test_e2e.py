@@ -232,6 +232,7 @@ def test_training_batch_learns_only_the_answer(bake, demo_model_dir, data_format
 
     project = bake(base_model=DEMO_MODEL, local_model_path=str(demo_model_dir), data_format=data_format)
     monkeypatch.chdir(project.path)
+    project.module("slm.checkpoints")  # this project's slm package, which its olive_data.py imports from
     forget_olive_components()
     run_config = RunConfig.parse_file_or_obj(project.read_json("fine-tuning/olive-config.json"))
     dataset = get_training_dataset(run_config.data_configs[0])

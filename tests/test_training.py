@@ -59,7 +59,16 @@ def test_a_run_stopped_after_a_checkpoint_resumes_to_the_same_weights(bake, tiny
     command = [sys.executable, "-m", "olive", "run", "--config", "fine-tuning/olive-config.json"]
     env = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(project.path)}
     with open(project.path / "stopped.log", "w") as log:
-        process = subprocess.Popen(command, cwd=project.path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # a shell's background job (CI's may be one) ignores SIGINT, and its children inherit that: give the run
+        # the default disposition, as in a terminal, so that Python turns Ctrl-C into KeyboardInterrupt
+        process = subprocess.Popen(
+            command,
+            cwd=project.path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         deadline = time.time() + 600
         while not any(checkpoints.glob("checkpoint-*")):
             assert process.poll() is None and time.time() < deadline, (project.path / "stopped.log").read_text()
