@@ -32,7 +32,7 @@ class Project:
     config_path: Path = OLIVE_CONFIG
 
     @classmethod
-    def load(cls, path=OLIVE_CONFIG):
+    def load(cls, path: str | Path = OLIVE_CONFIG) -> "Project":
         path = Path(path)
         try:
             return cls(json.loads(path.read_text(encoding="utf-8")), path)
@@ -42,37 +42,37 @@ class Project:
             raise UserError(f"{path} is not valid JSON: {error}") from None
 
     @property
-    def data_config(self):
+    def data_config(self) -> dict:
         return self.config["data_configs"][0]
 
     @property
-    def pre_process(self):
+    def pre_process(self) -> dict:
         return self.data_config["pre_process_data_config"]
 
     @property
-    def data_format(self):
+    def data_format(self) -> str:
         return self.pre_process.get("data_format", "columns")
 
     @property
-    def max_seq_len(self):
+    def max_seq_len(self) -> int | None:
         return self.pre_process.get("max_seq_len")
 
     @property
-    def train_file(self):
+    def train_file(self) -> Path:
         return Path(self.data_config["load_dataset_config"]["data_files"])
 
     @property
-    def eval_file(self):
+    def eval_file(self) -> Path:
         train = self.train_file
         return train.with_name(EVAL_FILES.get(train.name, "eval" + train.suffix))
 
     @property
-    def validation_file(self):
+    def validation_file(self) -> Path:
         train = self.train_file
         return train.with_name(VALIDATION_FILES.get(train.name, "validation" + train.suffix))
 
     @property
-    def finetune(self):
+    def finetune(self) -> dict:
         """The config of the LoRA / QLoRA pass."""
         for entry in self.config["passes"].values():
             if entry.get("type") in ("LoRA", "QLoRA"):
@@ -80,40 +80,40 @@ class Project:
         raise UserError(f"{self.config_path.as_posix()} has no LoRA or QLoRA pass")
 
     @property
-    def training_args(self):
+    def training_args(self) -> dict:
         return self.finetune.get("training_args") or {}
 
     @property
-    def batch_size(self):
+    def batch_size(self) -> int:
         """Rows per optimisation step: the per-device batch times gradient accumulation."""
         args = self.training_args
         return int(args.get("per_device_train_batch_size", 8)) * int(args.get("gradient_accumulation_steps", 1))
 
     @property
-    def checkpoint_dir(self):
+    def checkpoint_dir(self) -> Path | None:
         """Where the Trainer keeps its checkpoints and trainer_state.json (resumed from by the next olive run)."""
         output_dir = self.training_args.get("output_dir")
         return Path(output_dir) if output_dir else None
 
     @property
-    def report_dir(self):
+    def report_dir(self) -> Path:
         return REPORT_DIR
 
     @property
-    def schedule_settings(self):
+    def schedule_settings(self) -> dict | None:
         """The schedule keys of the training data's pre-processing (slm/schedule.py), or None without one."""
         if self.pre_process.get("epochs") is None:
             return None
         return {key: self.pre_process[key] for key in SCHEDULE_KEYS if key in self.pre_process}
 
-    def data_digest(self, root=Path(".")):
+    def data_digest(self, root: Path = Path(".")) -> str:
         """A short digest of the training and validation files' bytes (what Olive's cache cannot see)."""
         digest = hashlib.sha256()
         for path in (root / self.train_file, root / self.validation_file):
             digest.update(path.read_bytes() if path.is_file() else b"")
         return digest.hexdigest()[:16]
 
-    def data_version_problem(self, root=Path(".")):
+    def data_version_problem(self, root: Path = Path(".")) -> str | None:
         """What to do when the data files no longer match the recorded data_version, else None."""
         recorded = self.pre_process.get("data_version")
         digest = self.data_digest(root)
@@ -125,39 +125,39 @@ class Project:
             f'"data_version": "{digest}" in {OLIVE_CONFIG.as_posix()} (or run `python datasets/prepare.py YOUR_FILE`)'
         )
 
-    def record_data_version(self):
+    def record_data_version(self) -> None:
         """Write the data files' digest into the config as the training data's `data_version`: Olive keys its
         cache on the config, not on the data files, so new data must change the config to be trained on."""
         self.pre_process["data_version"] = self.data_digest()
         self.config_path.write_text(json.dumps(self.config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     @property
-    def base_model_path(self):
+    def base_model_path(self) -> str | dict:
         """The base model: a folder, or a dict for a model Olive fetches itself (an Azure ML registry model)."""
         return self.config["input_model"]["model_path"]
 
     @property
-    def base_model_dir(self):
+    def base_model_dir(self) -> Path:
         path = self.base_model_path
         if not isinstance(path, str):
             raise UserError("the base model is fetched by Olive inside an Azure ML job; it has no local folder")
         return Path(path)
 
     @property
-    def output_dir(self):
+    def output_dir(self) -> Path:
         return Path(self.config["output_dir"])
 
     @property
-    def exports_adapter(self):
+    def exports_adapter(self) -> bool:
         """True when olive run writes the base model plus the fine-tune as an adapter file (export=adapter)."""
         return any(entry.get("type") == "ExtractAdapters" for entry in self.config["passes"].values())
 
     @property
-    def adapter_file(self):
+    def adapter_file(self) -> Path | None:
         """The project's own adapter file, or None for a merged export."""
         return self.output_dir / ADAPTER_FILE if self.exports_adapter else None
 
-    def model_adapter(self, model_dir=None):
+    def model_adapter(self, model_dir: str | Path | None = None) -> Path | None:
         """The adapter file beside the ONNX model in model_dir (default: this project's output folder),
         or None for a merged model. How infer.py, serve.py and benchmark.py all pick the default adapter."""
         if model_dir is None and self.exports_adapter and not self.adapter_file.is_file():
@@ -169,19 +169,19 @@ class Project:
         return beside if beside.is_file() else None
 
     @property
-    def device(self):
+    def device(self) -> str:
         """cpu or cuda: the accelerator the config targets, so inference defaults to where training ran."""
         system = self.config["systems"][self.config.get("target", "local_system")]
         return "cuda" if system["accelerators"][0]["device"] == "gpu" else "cpu"
 
     @cached_property
-    def task(self):
+    def task(self) -> ChatTask | ColumnsTask:
         if self.data_format == "messages":
             return ChatTask(self.pre_process.get("message_col", "messages"), self.pre_process.get("chat_template"))
         return ColumnsTask.from_template(self.pre_process["text_template"])
 
     @cached_property
-    def system_prompt(self):
+    def system_prompt(self) -> str | None:
         """The system turn every training conversation shares (chat-format data), used for a bare user input."""
         if self.data_format != "messages" or not self.train_file.is_file():
             return None
@@ -195,7 +195,7 @@ class Project:
         first = json.loads(firsts.pop()) if len(firsts) == 1 else {}
         return first.get("content") if first.get("role") == "system" else None
 
-    def onnx_model_dir(self, override=None):
+    def onnx_model_dir(self, override: str | Path | None = None) -> Path:
         """The ONNX model folder, checked complete: genai_config.json and at least one .onnx file."""
         model_dir = Path(override or self.output_dir)
         if not (model_dir / "genai_config.json").is_file() or not any(model_dir.glob("*.onnx")):
