@@ -43,7 +43,10 @@ class ColumnsTask:
 
     def _prompt_text(self, row, tokenizer):
         prefix = self.template[: self.template.rindex("{" + self.output_column + "}")]
-        return f"{tokenizer.bos_token or ''} {prefix.format(**row)}"
+        # Without the spaces before the answer ("Label: {label}"): in the training text a tokenizer joins a
+        # space to the word after it (" play_music"), so a prompt ending in a bare space token is one the
+        # model never saw, and it often answered nothing (measured: 0.453 on a 7-intent set, 0.957 without it)
+        return f"{tokenizer.bos_token or ''} {prefix.format(**row)}".rstrip(" \t")
 
     def training_text(self, row, tokenizer):
         """(the whole training text, the prompt part of it) of one row."""

@@ -52,6 +52,15 @@ def test_columns_prompt_is_the_trained_prefix():
     assert full.startswith(prompt) and full[len(prompt) :] == "fear </s>"
 
 
+def test_a_space_before_the_answer_stays_with_the_answer():
+    """'Label: {label}': the tokenizer joins the space to the answer's first word in the training text, so the
+    served prompt ends before the space, where the trained answer tokens start."""
+    task = ColumnsTask.from_template("Text: {phrase}\nLabel: {tone}")
+    full, prompt = task.training_text(ROW, StubTokenizer())
+    assert prompt.endswith("Label:") and full[len(prompt) :] == " fear </s>"
+    assert task.prompt_for_row(ROW, StubTokenizer()) == prompt
+
+
 @pytest.mark.parametrize("chat_template", [None, OWN_TEMPLATE])
 def test_chat_prompt_is_the_trained_prefix_with_either_chat_template(chat_template):
     task = ChatTask("messages", chat_template)
