@@ -24,10 +24,10 @@ import json
 from pathlib import Path
 
 from slm.errors import UserError, cli
-from slm.project import OLIVE_CONFIG
+from slm.project import OLIVE_CONFIG, SCHEDULE_KEYS
 
-# keys of the training data's pre-processing that only the schedule uses (slm/schedule.py)
-SCHEDULE_ONLY_KEYS = ("epochs", "min_steps", "step_cap", "seed")
+# keys of the training data's pre-processing that only the schedule uses (slm/schedule.py), and its row order
+SCHEDULE_ONLY_KEYS = (*SCHEDULE_KEYS, "seed")
 # training_args keys of Olive 0.13's LoRA pass that are not transformers.TrainingArguments fields
 OLIVE_TRAINING_KEYS = {"overwrite_output_dir", "resume_from_checkpoint"}
 

@@ -29,8 +29,8 @@ def read_training(project: Project) -> dict:
     latest = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if latest is None:
         raise UserError(f"no checkpoint in {checkpoints.as_posix()}: train first", retry=retry)
-    latest = Path(latest)
-    state = json.loads((latest / "trainer_state.json").read_text(encoding="utf-8"))
+    state_file = Path(latest) / "trainer_state.json"
+    state = json.loads(state_file.read_text(encoding="utf-8"))
     record_file = run_record(checkpoints)
     record = json.loads(record_file.read_text(encoding="utf-8")) if record_file.is_file() else {}
     history = state.get("log_history", [])
@@ -45,7 +45,7 @@ def read_training(project: Project) -> dict:
         "max_steps": state.get("max_steps"),
         "rows": record.get("rows"),
         "epochs": record.get("epochs"),
-        "seconds": (latest / "trainer_state.json").stat().st_mtime - record["started"] if "started" in record else None,
+        "seconds": state_file.stat().st_mtime - record["started"] if "started" in record else None,
         "resumed": record.get("resumed", False),
     }
 
