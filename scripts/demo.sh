@@ -35,6 +35,10 @@ stage "olive run (LoRA -> merge -> ModelBuilder int4)"
 .venv/bin/olive run --config fine-tuning/olive-config.json
 done_stage
 
+stage "how training went: the loss curve and the kept checkpoint"
+.venv/bin/python fine-tuning/report.py
+done_stage
+
 stage "evaluate the fine-tuned int4 ONNX model"
 .venv/bin/python inferences/infer.py --eval
 done_stage
