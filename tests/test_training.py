@@ -70,13 +70,15 @@ def test_a_run_stopped_after_a_checkpoint_resumes_to_the_same_weights(bake, tiny
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.time() + 600
-        while not any(checkpoints.glob("checkpoint-*")):
+        while not any(checkpoints.glob("checkpoint-*/trainer_state.json")):  # a complete checkpoint
             assert process.poll() is None and time.time() < deadline, (project.path / "stopped.log").read_text()
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)  # Ctrl-C
         process.wait(timeout=120)
     assert process.returncode != 0, "the run finished before it was stopped: lengthen TINY_SCHEDULE"
-    steps_done = max(int(path.name.rsplit("-", 1)[1]) for path in checkpoints.glob("checkpoint-*"))
+    steps_done = max(
+        int(state.parent.name.rsplit("-", 1)[1]) for state in checkpoints.glob("checkpoint-*/trainer_state.json")
+    )
     assert steps_done < 200
     resumed = check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
     log = resumed.stdout + resumed.stderr

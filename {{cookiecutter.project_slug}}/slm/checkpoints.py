@@ -53,6 +53,11 @@ def guard_checkpoints(project, schedule):
     checkpoints = project.checkpoint_dir
     if checkpoints is None:
         return False
+    # a checkpoint cut off while being saved (stopped mid-save) has no trainer_state.json, the Trainer's
+    # last file of a save, and the Trainer would fail on it: the one before it is where to resume
+    for partial in [path for path in checkpoints.glob("checkpoint-*") if not (path / "trainer_state.json").is_file()]:
+        shutil.rmtree(partial)
+        logger.warning("%s was cut off while being saved: removed", partial.as_posix())
     record = run_record(checkpoints)
     fingerprint = run_fingerprint(project)
     previous = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
