@@ -162,6 +162,9 @@ def resolve(answers):
     if resolved.get("__olive_telemetry", "no") not in ("yes", "no"):
         raise AnswerError(f"__olive_telemetry={resolved['__olive_telemetry']!r}: answer yes or no")
     resolved["olive_telemetry"] = resolved.get("__olive_telemetry", "no")
+    resolved["export_search"] = str(resolved.get("__export_search", "yes")).strip() or "yes"
+    if resolved["export_search"] not in ("yes", "no"):
+        raise AnswerError(f"__export_search={resolved['export_search']!r}: answer yes or no")
     resolved.setdefault("export", "merged")  # replay files of older versions have no export answer
     defaults = resolved["model"]["training"]
     for name in KNOBS:
@@ -269,16 +272,52 @@ def model_dir(answers):
     return answers["local_model_path"] or "model-cache/" + answers["base_model"].split("/")[-1]
 
 
-# ModelBuilder's int4 settings on CPU, measured on SmolLM2 (README, "int4 settings on CPU"): plain int4
-# lost 1-6 points of accuracy against fp32 on three fine-tunes; k_quant_mixed (llama.cpp's Q4_K_M
-# recipe: lm_head and the most sensitive layers' v/down projections in int8) kept it, for about 10%
-# slower decoding. Blocks of 64 or 128 decode faster but drift further; accuracy level 1 is slower.
-CPU_INT4 = {
-    "int4_block_size": 32,
-    "int4_is_symmetric": True,
-    "int4_accuracy_level": 4,
-    "int4_algo_config": "k_quant_mixed",
-}
+# ModelBuilder's int4 settings on CPU, measured on SmolLM2 (docs/measurements.md, "int4 settings on CPU"):
+# which recipe loses least against fp32 changes from one fine-tune to the next by 3-6 rows of 80, so
+# `olive run` tries each of these on the project's own validation rows and keeps the fastest within a
+# point of the fine-tune in fp32 (slm/olive_eval.py). The first is the one built alone when the search
+# is off. Blocks of 64 or 128 decode faster but drifted further; accuracy level 1 is slower.
+CPU_INT4 = {"int4_block_size": 32, "int4_is_symmetric": True, "int4_accuracy_level": 4}
+CPU_INT4_RECIPES = (
+    # llama.cpp's Q4_K_M recipe: lm_head and the most sensitive layers' v/down projections in int8
+    {"int4_algo_config": "k_quant_mixed"},
+    {"int4_algo_config": "default"},
+    {"int4_algo_config": "default", "int4_is_symmetric": False},
+    # lm_head alone in int8
+    {"int4_algo_config": "k_quant_last"},
+)
+# Every recipe sets each setting Olive can search (check_config.py refuses one that does not): with
+# `include_pass_params` off, Olive 0.13 still searches an unset one and fails ("Search point is not in the
+# search space").
+
+# The export search: Olive's search over the builder recipes, each scored by the project's evaluator
+EXPORT_EVALUATOR = "validation"
+EXPORT_SEARCH = {"execution_order": "joint", "sampler": "sequential", "include_pass_params": False}
+# (name, priority, higher_is_better); priority -1: reported, not ranked (slm/olive_eval.py)
+EXPORT_SUB_METRICS = (
+    ("selection", 1, True),
+    ("tokens_per_second", 2, True),
+    ("score", -1, True),
+    ("fp32_score", -1, True),
+    ("size_mb", -1, False),
+)
+
+
+def export_evaluator():
+    return {
+        "type": "ExportSearchEvaluator",
+        "user_script": "slm/olive_eval.py",
+        "metrics": [
+            {
+                "name": "export",
+                "type": "custom",
+                "sub_types": [
+                    {"name": name, "priority": priority, "higher_is_better": higher}
+                    for name, priority, higher in EXPORT_SUB_METRICS
+                ],
+            }
+        ],
+    }
 
 
 # The names ModelBuilder gives the two MatMuls of a LoRA layer when it builds a model with its
@@ -304,17 +343,25 @@ def layer_count(answers):
     return answers["model"]["layers"]
 
 
+def searches_export(answers):
+    """True when `olive run` chooses the int4 recipe by measurement (CPU int4, unless __export_search=no)."""
+    return (answers["device"], answers["precision"]) == ("cpu", "int4") and answers["export_search"] == "yes"
+
+
 def model_builder_settings(answers):
+    """ModelBuilder's settings: one dict, or the list of recipes the export search tries (the first alone
+    when the search is off)."""
     settings = {"precision": answers["precision"]}
-    if (answers["device"], answers["precision"]) == ("cpu", "int4"):
-        settings |= CPU_INT4
     if answers["export"] == "adapter" and answers["precision"] == "int4":
         # The LoRA MatMuls stay fp32, so ExtractAdapters moves them into the adapter file as they are.
         # Measured on SmolLM2 (README, "Adapters"): int4 LoRA weights decode far slower, and
         # k_quant_mixed cannot quantize them at all (lora_B's input dimension, the rank, is below
         # the block size).
         settings["int4_nodes_to_exclude"] = lora_matmul_names(layer_count(answers))
-    return settings
+    if (answers["device"], answers["precision"]) != ("cpu", "int4"):
+        return settings
+    recipes = [settings | CPU_INT4 | recipe for recipe in CPU_INT4_RECIPES]
+    return recipes if searches_export(answers) else recipes[0]
 
 
 def olive_config(raw_answers):
@@ -391,13 +438,27 @@ def olive_config(raw_answers):
         }
 
     passes = {"finetune": {"type": "QLoRA" if answers["finetune_method"] == "qlora" else "LoRA", "config": finetune}}
-    builder = {"type": "ModelBuilder", "config": model_builder_settings(answers)}
+    builder_settings = model_builder_settings(answers)
+    if isinstance(builder_settings, list):
+        builder = [{"type": "ModelBuilder", "config": settings} for settings in builder_settings]
+    else:
+        builder = {"type": "ModelBuilder", "config": builder_settings}
     if answers["export"] == "adapter":
         # ModelBuilder builds the LoRA layers as their own MatMuls; ExtractAdapters turns their weights
         # into optional inputs (left empty: the base model alone) and writes them to an .onnx_adapter file
         passes |= {"builder": builder, "adapter": {"type": "ExtractAdapters"}}
     else:
         passes |= {"merge": {"type": "MergeAdapterWeights"}, "builder": builder}
+    search = {}
+    if searches_export(answers):
+        search = {
+            "evaluators": {EXPORT_EVALUATOR: export_evaluator()},
+            "evaluator": EXPORT_EVALUATOR,
+            # `"search_strategy": false` builds the first recipe alone (and still scores it)
+            "search_strategy": EXPORT_SEARCH,
+            # the base model's score is of no use: the candidates are measured against the fine-tune in fp32
+            "evaluate_input_model": False,
+        }
     return {
         "input_model": {"type": "HfModel", "model_path": model_dir(answers)},
         "systems": {
@@ -421,6 +482,7 @@ def olive_config(raw_answers):
         "log_severity_level": 1,
         "cache_dir": "gen-model/olive-cache",
         "output_dir": "gen-model/model",
+        **search,
     }
 
 

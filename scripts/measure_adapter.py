@@ -22,11 +22,15 @@ from pathlib import Path
 
 from measure_quality import run
 
+SEARCH_KEYS = ("evaluators", "evaluator", "search_strategy", "evaluate_input_model")
+
 
 def merged_config(config):
     """The project's config with the passes after LoRA swapped for the template's merged export."""
-    config = dict(config)
-    builder = dict(config["passes"]["builder"])
+    # one recipe, the project's first (the one built when its export search is off), and no search
+    config = {key: value for key, value in config.items() if key not in SEARCH_KEYS}
+    builder = config["passes"]["builder"]
+    builder = dict(builder[0] if isinstance(builder, list) else builder)
     builder["config"] = {k: v for k, v in builder["config"].items() if k != "int4_nodes_to_exclude"}
     config["passes"] = {"finetune": config["passes"]["finetune"], "merge": {"type": "MergeAdapterWeights"}}
     config["passes"]["builder"] = builder

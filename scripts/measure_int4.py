@@ -109,7 +109,8 @@ def main():
     env = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(project)}
     merged = (project / project_fact("merged_model_dir(Project.load().onnx_model_dir(None))", project, env)).resolve()
     eval_file = project_fact("Project.load().eval_file", project, env)
-    builder = "Project.load().config['passes']['builder']['config']"
+    # the project's first recipe (the one built when its export search is off)
+    builder = "(lambda b: b[0] if isinstance(b, list) else b)(Project.load().config['passes']['builder'])['config']"
     rendered = json.loads(project_fact(f"json.dumps({builder})", project, env))
     exports = {}
     for name in names:

@@ -25,6 +25,10 @@ COMMON_FILES = {
     "slm/model_source.py",
     "slm/olive_check.py",
     "slm/olive_data.py",
+    "slm/olive_eval.py",
+    "slm/olive_compat.py",
+    "slm/export_report.py",
+    "tests/test_export_search.py",
     "slm/prepare.py",
     "slm/project.py",
     "slm/prompts.py",
@@ -217,7 +221,7 @@ def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
     assert args["save_steps"] == args["eval_steps"] < 1 and args["train_sampling_strategy"] == "sequential"
     assert pre_process["max_seq_len"] == int(training["max_seq_len"])
     assert pre_process["answer_only"] is True and pre_process["data_format"] == context["data_format"]
-    assert config["passes"]["builder"]["config"]["precision"] == context["precision"]
+    assert {builder["config"]["precision"] for builder in builders(config)} == {context["precision"]}
     provider = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[context["device"]]
     assert config["systems"]["local_system"]["accelerators"][0]["execution_providers"] == [provider]
     assert config["input_model"]["type"] == "HfModel"
@@ -235,6 +239,53 @@ def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
     assert ("onnxruntime-genai-cuda==" in requirements) == (context["device"] == "cuda")
 
 
+def builders(config):
+    """The ModelBuilder entries: a list when the export search tries several recipes."""
+    builder = config["passes"]["builder"]
+    return builder if isinstance(builder, list) else [builder]
+
+
+EXPORT_SEARCH_CASES = [
+    # (answers, searched)
+    ({}, True),
+    ({"export": "adapter"}, True),
+    ({"finetune_method": "qlora"}, True),
+    ({"__export_search": "no"}, False),
+    ({"precision": "fp32"}, False),
+    ({"device": "cuda"}, False),
+]
+
+
+@pytest.mark.parametrize(("answers", "searched"), EXPORT_SEARCH_CASES)
+def test_the_export_search_is_rendered_for_int4_on_cpu_only(bake, answers, searched):
+    import template_logic
+
+    config = bake(base_model=DEMO_MODEL, **answers).read_json("fine-tuning/olive-config.json")
+    search_keys = {"evaluators", "evaluator", "search_strategy", "evaluate_input_model"}
+    assert (search_keys <= set(config)) == searched and (search_keys & set(config) == set()) != searched
+    recipes = [builder["config"] for builder in builders(config)]
+    if not searched:
+        assert len(recipes) == 1
+        if (answers.get("device"), answers.get("precision")) == (None, None):  # int4 on CPU: the first recipe
+            assert recipes[0]["int4_algo_config"] == template_logic.CPU_INT4_RECIPES[0]["int4_algo_config"]
+        return
+    assert len(recipes) == len(template_logic.CPU_INT4_RECIPES) > 1
+    assert recipes[0]["int4_algo_config"] == "k_quant_mixed"  # the one built alone when the search is off
+    # every recipe sets each setting Olive 0.13 would otherwise search (and fail on)
+    assert all({"int4_block_size", "int4_is_symmetric", "int4_algo_config"} <= set(recipe) for recipe in recipes)
+    assert len({json.dumps(recipe, sort_keys=True) for recipe in recipes}) == len(recipes)
+    evaluator = config["evaluators"][config["evaluator"]]
+    assert evaluator["user_script"] == "slm/olive_eval.py" and config["evaluate_input_model"] is False
+    ranked = sorted((s["priority"], s["name"]) for s in evaluator["metrics"][0]["sub_types"] if s["priority"] > 0)
+    assert ranked == [(1, "selection"), (2, "tokens_per_second")]
+    assert config["search_strategy"]["sampler"] == "sequential"
+
+
+def test_export_search_answer_is_yes_or_no(cookies):
+    result = cookies.bake(extra_context={**OFFLINE, "base_model": DEMO_MODEL, "__export_search": "maybe"})
+    assert result.exit_code != 0
+
+
 @pytest.mark.parametrize("precision", ["int4", "fp32"])
 def test_adapter_export_keeps_every_lora_matmul_out_of_int4(bake, precision):
     """ModelBuilder names each LoRA layer's MatMuls; the int4 export must leave all of them in fp32
@@ -245,10 +296,11 @@ def test_adapter_export_keeps_every_lora_matmul_out_of_int4(bake, precision):
         "fine-tuning/olive-config.json"
     )
     assert config["passes"]["adapter"] == {"type": "ExtractAdapters"}
-    excluded = config["passes"]["builder"]["config"].get("int4_nodes_to_exclude")
+    excluded = builders(config)[0]["config"].get("int4_nodes_to_exclude")
     if precision == "fp32":
         assert excluded is None
         return
+    assert all(builder["config"]["int4_nodes_to_exclude"] == excluded for builder in builders(config))
     layers = CONTEXT["_models"][DEMO_MODEL]["layers"]
     assert len(excluded) == len(set(excluded)) == layers * 7 * 2
     assert "/model/layers.0/attn/q_proj/lora_A/MatMul" in excluded
@@ -282,7 +334,16 @@ STRICT_REJECTIONS = [
         "evaluation_strategy",
         id="removed-training-argument",
     ),
-    pytest.param(("passes", "builder", "config"), "precision", "fp16", "ModelBuilder rejects", id="pruned-pass"),
+    pytest.param(("passes", "builder", 1, "config"), "precision", "fp16", "ModelBuilder rejects", id="pruned-pass"),
+    pytest.param(("search_strategy",), "samplr", "sequential", "samplr", id="search-key"),
+    pytest.param(("evaluators", "validation"), "metricz", [], "metricz", id="evaluator-key"),
+    pytest.param(
+        ("evaluators", "validation", "metrics", 0, "sub_types", 1),
+        "name",
+        "tokens_per_secnd",
+        "tokens_per_secnd",
+        id="sub-metric-the-evaluator-does-not-report",
+    ),
     pytest.param(
         ("data_configs", 0, "pre_process_data_config"), "source_max_len", 2048, "source_max_len", id="pre-process-key"
     ),
@@ -304,6 +365,18 @@ def test_strict_check_rejects_what_olive_would_silently_drop(bake, where, key, v
     with pytest.raises(Exception, match=message) as raised:
         project.check_config(config)
     assert type(raised.value).__name__ == "ConfigError"
+
+
+@pytest.mark.stack
+def test_strict_check_refuses_a_recipe_that_leaves_a_searchable_setting_out(bake):
+    project = bake()
+    config = project.read_json("fine-tuning/olive-config.json")
+    del config["passes"]["builder"][2]["config"]["int4_is_symmetric"]
+    with pytest.raises(Exception, match=r"passes.builder\[2\].config: set \['int4_is_symmetric'\]"):
+        project.check_config(config)
+    config["passes"]["builder"] = config["passes"]["builder"][0]  # one recipe, as before the search
+    config["search_strategy"] = False
+    project.check_config(config)
 
 
 @pytest.mark.stack
@@ -377,5 +450,5 @@ def test_adapter_export_renders_a_config_olive_accepts_for_every_model(cookies, 
     assert result.exception is None, result.exception
     project = BakedProject(result)
     project.check_config()
-    builder = project.read_json("fine-tuning/olive-config.json")["passes"]["builder"]["config"]
+    builder = builders(project.read_json("fine-tuning/olive-config.json"))[0]["config"]
     assert len(builder["int4_nodes_to_exclude"]) == CONTEXT["_models"][base_model]["layers"] * 14

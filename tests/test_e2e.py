@@ -50,6 +50,7 @@ def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method, data_format, export):
     genai = json.loads((model_dir / "genai_config.json").read_text())
     assert genai["model"]["type"] == "phi3"
     assert (project.path / ADAPTER).is_file() == (export == "adapter")
+    check_export_search(project)
     _check(project.run("inferences/infer.py", "--prompt", "The storm knocked out power all night."))
 
     # six long chat turns overflow the tiny model's 256-token context: the oldest turns are
@@ -63,15 +64,53 @@ def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method, data_format, export):
 
     scored = _check(project.run("inferences/infer.py", "--eval", "--max-new-tokens", "4"))
     assert SCORE_LINE.match(scored.stdout.strip().splitlines()[-1]), scored.stdout[-500:]
+    assert KEPT_LINE.search(scored.stdout), scored.stdout[-1000:]
 
     benchmark = _check(project.run("inferences/benchmark.py", "--prompts", "2", "--max-new-tokens", "8"))
     assert re.fullmatch(r"speedup: \d+\.\dx", benchmark.stdout.strip().splitlines()[-1])
     results = json.loads((project.path / "gen-model/benchmark.json").read_text())
     assert results["onnx"]["prompts"] == results["pytorch"]["prompts"] == 2
     assert (project.path / "gen-model/benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert KEPT_LINE.search(benchmark.stdout) and FP32_LINE.search(benchmark.stdout), benchmark.stdout
     if export == "adapter":
         assert re.search(r"^adapter overhead: -?\d+%", benchmark.stdout, re.MULTILINE), benchmark.stdout
         assert results["onnx_base_alone"]["prompts"] == 2
+
+
+KEPT_LINE = re.compile(r"^export recipe: int4 (\w+), block (\d+), (a?symmetric) \(the best of (\d+) tried\)", re.M)
+FP32_LINE = re.compile(r"against the fine-tune in PyTorch \(fp32\) on the 2 held-out prompts: \w+ \d\.\d{3} against")
+
+
+def graph_recipe(model_dir):
+    """What the ONNX graph was built with: int8 MatMul count, block sizes, zero points (asymmetric)."""
+    import onnx
+
+    graph = onnx.load(str(model_dir / "model.onnx"), load_external_data=False).graph
+    quantized = [node for node in graph.node if node.op_type == "MatMulNBits"]
+    attributes = [{a.name: a.i for a in node.attribute} for node in quantized]
+    return {
+        "int8": sum(a["bits"] == 8 for a in attributes),
+        "blocks": {a["block_size"] for a in attributes},
+        # MatMulNBits inputs: A, B, scales, zero_points (empty name: none)
+        "asymmetric": any(len(node.input) > 3 and node.input[3] for node in quantized),
+    }
+
+
+def check_export_search(project):
+    """Every recipe was tried and scored; the kept one is the one the model folder holds, by its graph."""
+    report = _check(project.run("fine-tuning/report.py")).stdout
+    table = (project.path / "gen-model/report/export-candidates.txt").read_text()
+    recipes = [line for line in table.splitlines() if line.startswith("int4 ")]
+    config = project.read_json("fine-tuning/olive-config.json")
+    assert len(recipes) == len(config["passes"]["builder"]) == 4, table
+    assert sum(line.endswith("yes") for line in recipes) == 1, table
+    kept = KEPT_LINE.search(report)
+    assert kept and int(kept.group(4)) == 4, report
+    algorithm, block, symmetry = kept.group(1), int(kept.group(2)), kept.group(3)
+    built = graph_recipe(project.path / "gen-model/model")
+    assert built["blocks"] == {block} and built["asymmetric"] == (symmetry == "asymmetric"), (kept.group(0), built)
+    expected_int8 = {"default": lambda n: n == 0, "k_quant_last": lambda n: n == 1, "k_quant_mixed": lambda n: n > 1}
+    assert expected_int8[algorithm](built["int8"]), (kept.group(0), built)
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +120,7 @@ def tiny_phi3_adapters(cookies_session, tiny_phi3_dir):
     for slug, learning_rate in (("phi3-adapter-one", "0.05"), ("phi3-adapter-two", "0.02")):
         answers = {"local_model_path": str(tiny_phi3_dir), "export": "adapter", "project_slug": slug}
         answers |= {"__max_steps": "4", "__learning_rate": learning_rate, "__lora_r": TINY_LORA_R}
+        answers["__export_search"] = "no"  # tested in test_tiny_phi3_end_to_end
         project = BakedProject(cookies_session.bake(extra_context={**OFFLINE, **answers}))
         _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
         projects.append(project)
@@ -173,6 +213,7 @@ def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format,
     best_step = int(re.search(r"best step (\d+) \(validation loss \d\.\d{4}\)", report).group(1))
     assert best_step in evaluated and report.startswith("rows 216, steps 100, epochs 3.704"), report
     assert (project.path / "gen-model/report/training-loss.png").stat().st_size > 10_000
+    check_export_search(project)  # the default answers search the int4 recipes
     merged_accuracy = eval_accuracy(project)
     answers = (project.path / "gen-model/report/eval-answers.jsonl").read_text().splitlines()
     assert len(answers) == 80 and set(json.loads(answers[0])) == {"input", "reference", "answer", "score"}

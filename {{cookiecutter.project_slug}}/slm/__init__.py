@@ -19,7 +19,12 @@ Training
 - olive_data:      the answer-only pre-processing Olive runs during `olive run`: rows in training order,
                    the adapter's seed
 - checkpoints:     the Trainer's checkpoint folder, resumed from only by the run that wrote it
-- report:          the loss curve and summary line of a training run (fine-tuning/report.py)
+- olive_eval:      the export search's evaluator: each int4 recipe scored on the validation rows
+                   against the fine-tune in fp32, during `olive run`
+- olive_compat:    fixes to Olive 0.13.0 that the export search needs
+- export_report:   the int4 recipes `olive run` tried and the one it kept, from Olive's footprint
+- report:          the loss curve and summary line of a training run, and the export table
+                   (fine-tuning/report.py)
 - olive_check:     the strict check of the Olive config
 - model_source:    getting the base model into model-cache/
 - azureml:         submitting the same `olive run` to Azure ML (compute=azureml projects only)

@@ -40,7 +40,7 @@ import sys
 import time
 from pathlib import Path
 
-from slm import bandwidth, llama_peer
+from slm import bandwidth, export_report, llama_peer
 from slm.data import load_rows
 from slm.engines import ENGINES, TextGenerator, answer_line, load_tokenizer, weights_size_bytes
 from slm.errors import UserError, cli
@@ -122,7 +122,7 @@ def measure(engine_name, model_dir, rows, task, max_new_tokens, device, adapter=
         decode_rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
         answer = tokenizer.decode(scored_ids(engine, prompt_ids, tokens, max_new_tokens, generator.eos_ids, extra))
         answers.append(answer_line(answer) if stop_at_newline else answer.strip())
-    metric, value = score(answers, [task.reference(row) for row in rows])
+    metric, value, _ = score(answers, [task.reference(row) for row in rows])
     decode_median = statistics.median(decode_rates)
     read_per_token, _ = bandwidth.weight_bytes_per_token(model_dir)
     return {
@@ -383,6 +383,14 @@ def main(argv=None):
         print(f"adapter file: {adapter.as_posix()}, {adapter.stat().st_size / 2**20:.1f} MB")
         overhead = 100 * summary["adapter_overhead_decode"]
         print(f"adapter overhead: {overhead:.0f}% (decode tokens/s with the adapter against the base alone)")
+    recipe = export_report.kept_line(export_report.candidates(onnx_dir))
+    if recipe:
+        print(recipe)
+    print(
+        f"{onnx_title} against the fine-tune in PyTorch (fp32) on the {len(rows)} held-out prompts: "
+        f"{onnx['metric']} {onnx['score']:.3f} against {torch['score']:.3f} "
+        f"({100 * (onnx['score'] - torch['score']):+.1f} points)"
+    )
     print(f"ONNX size is {100 * summary['size_ratio']:.0f}% of the merged PyTorch weights")
     probe = summary["memory_bandwidth_probe_gb_per_s"]
     print(f"memory bandwidth probe (numpy copy, read+write): {probe:.1f} GB/s on this machine")

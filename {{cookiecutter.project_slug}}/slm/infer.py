@@ -20,10 +20,11 @@ import json
 import sys
 from pathlib import Path
 
+from slm import export_report
 from slm.data import load_rows
 from slm.engines import CHAT_MAX_NEW_TOKENS, ENGINES, TASK_MAX_NEW_TOKENS, Generation, TextGenerator, load_tokenizer
 from slm.errors import UserError, cli
-from slm.metrics import label_set, token_f1
+from slm.metrics import label_set, score
 from slm.project import Project
 from slm.prompts import ChatTask, label_table, normalise_label
 
@@ -205,17 +206,11 @@ def evaluate(prompter, rows, path, answers_file=None):
     task = prompter.task
     references = [task.reference(row) for row in rows]
     answers = [prompter.answer_row(row) for row in progress(rows, f"evaluating {path}", "row")]
-    if label_set(references):
-        pairs = [
-            (normalise_label(ref), normalise_label(answer)) for ref, answer in zip(references, answers, strict=True)
-        ]
-        scores = [float(expected == predicted) for expected, predicted in pairs]
-        table, accuracy = label_table(pairs)
-        print(table)
-        last = f"accuracy: {accuracy:.3f} (n={len(pairs)})"
-    else:
-        scores = [token_f1(answer, ref) for answer, ref in zip(answers, references, strict=True)]
-        last = f"token_f1: {sum(scores) / len(rows):.3f} (n={len(rows)})"
+    metric, value, scores = score(answers, references)
+    if metric == "accuracy":
+        pairs = [(normalise_label(r), normalise_label(a)) for r, a in zip(references, answers, strict=True)]
+        print(label_table(pairs)[0])
+    last = f"{metric}: {value:.3f} (n={len(rows)})"
     if answers_file is not None:
         write_answers(answers_file, rows, task, references, answers, scores)
         print(f"every answer: {answers_file.as_posix()}")
@@ -247,6 +242,9 @@ def main(argv=None):
         if args.adapter is not None:
             mode += f"-adapter-{Path(args.adapter).stem}"
         answers_file = project.report_dir / f"{args.eval.stem}{mode}-answers.jsonl"
+        recipe = None if args.base else export_report.kept_line(export_report.candidates(generator.engine.model_dir))
+        if recipe:
+            print(recipe)
         evaluate(prompter, rows, args.eval.as_posix(), answers_file)
     elif args.prompt is not None:
         print_stream(prompter, args.prompt.strip())

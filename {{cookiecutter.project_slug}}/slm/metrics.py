@@ -40,12 +40,14 @@ def token_f1(prediction, reference):
     return 2 * precision * recall / (precision + recall)
 
 
-def score(answers: list[str], references: list[str]) -> tuple[str, float]:
-    """Accuracy on a small label set, token F1 for free text: (name, value)."""
+def score(answers: list[str], references: list[str]) -> tuple[str, float, list[float]]:
+    """Accuracy on a small label set, token F1 for free text: (name, value, each row's score). The one
+    scoring rule of infer.py --eval, the benchmark and the export search."""
     if label_set(references):
-        hits = [normalise_label(a) == normalise_label(r) for a, r in zip(answers, references, strict=True)]
-        return "accuracy", sum(hits) / len(hits)
-    return "token_f1", sum(token_f1(a, r) for a, r in zip(answers, references, strict=True)) / len(answers)
+        rows = [float(normalise_label(a) == normalise_label(r)) for a, r in zip(answers, references, strict=True)]
+        return "accuracy", sum(rows) / len(rows), rows
+    rows = [token_f1(a, r) for a, r in zip(answers, references, strict=True)]
+    return "token_f1", sum(rows) / len(rows), rows
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -9,7 +9,11 @@ the default rank) and silently prunes a pass whose settings the target cannot ru
   configured accelerator, and the pass must accept its settings on that accelerator;
 - every training argument must be a real `transformers.TrainingArguments` field;
 - every text pre-processing key must be a parameter of the pre-processing component named
-  by its `type` (this project's own, from its `user_script`) or a field of Olive's `TextGenParams`.
+  by its `type` (this project's own, from its `user_script`) or a field of Olive's `TextGenParams`;
+- every top-level key must be one Olive reads, and the export search's keys (`evaluators`,
+  `evaluator`, `search_strategy`) must be fields of Olive's evaluator, metric and search configs,
+  with the sub-metrics this project's evaluator reports; a pass given as a list of candidates must
+  set every setting Olive could search in each (Olive 0.13 fails on one left out).
 
 Usage, from the project root:
     python fine-tuning/check_config.py [fine-tuning/olive-config.json] [--paths]
@@ -53,7 +57,8 @@ def _accelerator_spec(config):
     )
 
 
-def check_pass(name, pass_entry, accelerator_spec, data_configs):
+def check_pass(name, pass_entry, accelerator_spec, data_configs, candidate=False):
+    """candidate: one of several configs of one pass, which Olive's search tries in turn."""
     import transformers
     from olive.engine.config import RunPassConfig
     from olive.package_config import OlivePackageConfig
@@ -61,7 +66,15 @@ def check_pass(name, pass_entry, accelerator_spec, data_configs):
     _unknown(pass_entry, RunPassConfig.model_fields, f"passes.{name}")
     pass_class = OlivePackageConfig.load_default_config().import_pass_module(pass_entry["type"])
     params = pass_entry.get("config") or {}
-    _unknown(params, pass_class.default_config(accelerator_spec), f"passes.{name}.config ({pass_entry['type']})")
+    declared = pass_class.default_config(accelerator_spec)
+    _unknown(params, declared, f"passes.{name}.config ({pass_entry['type']})")
+    if candidate:
+        unset = sorted(key for key, param in declared.items() if param.search_defaults and key not in params)
+        if unset:
+            raise ConfigError(
+                f"passes.{name}.config: set {unset} in every candidate; Olive 0.13 searches a setting left out "
+                "and then fails with 'Search point is not in the search space'"
+            )
 
     training_args = params.get("training_args") or {}
     training_fields = {f.name for f in dataclasses.fields(transformers.TrainingArguments) if f.init}
@@ -153,12 +166,47 @@ def check_validation_like_training(config):
 
 
 def with_absolute_scripts(config, root):
-    """A copy naming each data config's user_script by absolute path (Olive resolves it from the working folder)."""
+    """A copy naming each data config's and evaluator's user_script by absolute path (Olive resolves it from
+    the working folder)."""
     config = copy.deepcopy(config)
-    for data_config in config.get("data_configs", []):
-        if data_config.get("user_script"):
-            data_config["user_script"] = str((Path(root) / data_config["user_script"]).resolve())
+    for section in [*config.get("data_configs", []), *(config.get("evaluators") or {}).values()]:
+        if section.get("user_script"):
+            section["user_script"] = str((Path(root) / section["user_script"]).resolve())
     return config
+
+
+def check_top_level(config):
+    """Olive reads the engine's settings from the top level too (cache_dir, output_dir, search_strategy, ...)."""
+    from olive.workflows.run.config import RunConfig, RunEngineConfig
+
+    _unknown(config, {*RunConfig.model_fields, *RunEngineConfig.model_fields}, "the top level")
+
+
+def check_export_search(config):
+    """The evaluators' and the search's keys, and the sub-metrics the project's evaluator reports."""
+    from olive.evaluator.metric import Metric, SubMetric
+    from olive.evaluator.olive_evaluator import OliveEvaluatorConfig
+    from olive.search.search_strategy import SearchStrategyConfig
+
+    from slm.olive_eval import EVALUATOR_TYPE, RESULT_KEYS
+
+    evaluators = config.get("evaluators") or {}
+    for name, evaluator in evaluators.items():
+        _unknown(evaluator, OliveEvaluatorConfig.model_fields, f"evaluators.{name}")
+        for number, metric in enumerate(evaluator.get("metrics") or []):
+            where = f"evaluators.{name}.metrics[{number}]"
+            _unknown(metric, Metric.model_fields, where)
+            for sub_number, sub_type in enumerate(metric.get("sub_types") or []):
+                _unknown(sub_type, SubMetric.model_fields, f"{where}.sub_types[{sub_number}]")
+            if evaluator.get("type") == EVALUATOR_TYPE:
+                names = [sub_type.get("name") for sub_type in metric.get("sub_types") or []]
+                _unknown(names, RESULT_KEYS, f"{where}.sub_types names ({EVALUATOR_TYPE} reports)")
+    chosen = config.get("evaluator")
+    if isinstance(chosen, str) and chosen not in evaluators:
+        raise ConfigError(f"evaluator {chosen!r} is not one of evaluators {sorted(evaluators)}")
+    search = config.get("search_strategy")
+    if isinstance(search, dict):
+        _unknown(search, SearchStrategyConfig.model_fields, "search_strategy")
 
 
 def check_config(config, root=Path("."), paths=False):
@@ -174,7 +222,13 @@ def check_config(config, root=Path("."), paths=False):
     # a copy, because building a pass config normalises the data configs in place
     data_configs = {data_config["name"]: data_config for data_config in copy.deepcopy(config.get("data_configs", []))}
     for name, pass_entry in config["passes"].items():
-        check_pass(name, pass_entry, accelerator_spec, data_configs)
+        if isinstance(pass_entry, list):
+            for number, candidate in enumerate(pass_entry):
+                check_pass(f"{name}[{number}]", candidate, accelerator_spec, data_configs, candidate=True)
+        else:
+            check_pass(name, pass_entry, accelerator_spec, data_configs)
+    check_top_level(config)
+    check_export_search(config)
     for data_config in config.get("data_configs", []):
         check_data_config(data_config)
     check_validation_like_training(config)

@@ -72,9 +72,17 @@ class Project:
         return train.with_name(VALIDATION_FILES.get(train.name, "validation" + train.suffix))
 
     @property
+    def pass_entries(self) -> list[dict]:
+        """Every pass entry of the config; a pass given as a list (the export search's recipes) is each of them."""
+        entries = []
+        for entry in self.config["passes"].values():
+            entries += entry if isinstance(entry, list) else [entry]
+        return entries
+
+    @property
     def finetune(self) -> dict:
         """The config of the LoRA / QLoRA pass."""
-        for entry in self.config["passes"].values():
+        for entry in self.pass_entries:
             if entry.get("type") in ("LoRA", "QLoRA"):
                 return entry.get("config") or {}
         raise UserError(f"{self.config_path.as_posix()} has no LoRA or QLoRA pass")
@@ -150,7 +158,7 @@ class Project:
     @property
     def exports_adapter(self) -> bool:
         """True when olive run writes the base model plus the fine-tune as an adapter file (export=adapter)."""
-        return any(entry.get("type") == "ExtractAdapters" for entry in self.config["passes"].values())
+        return any(entry.get("type") == "ExtractAdapters" for entry in self.pass_entries)
 
     @property
     def adapter_file(self) -> Path | None:

@@ -6,6 +6,8 @@ Reads `trainer_state.json` of the latest checkpoint in `training_args.output_dir
 training loss and every validation loss, and the checkpoint the Trainer kept as best) and the
 run record the pre-processing wrote beside it (rows, steps, epochs, start time); writes
 `gen-model/report/training-loss.png` and `gen-model/report/training-summary.txt`, and prints the line.
+After an export search, also the table of the int4 recipes `olive run` tried, with their validation
+scores against the fine-tune in fp32 (`gen-model/report/export-candidates.txt`).
 Olive 0.13 runs no project code after training inside `olive run`, hence this separate step.
 """
 
@@ -14,9 +16,12 @@ import json
 import re
 from pathlib import Path
 
+from slm import export_report
 from slm.checkpoints import run_record
 from slm.errors import UserError, cli
 from slm.project import Project
+
+EXPORT_TABLE = "export-candidates.txt"
 
 
 def read_training(project: Project) -> dict:
@@ -97,12 +102,28 @@ def write_report(project: Project) -> str:
     return line
 
 
+def write_export_report(project: Project) -> str | None:
+    """The export search's table (every recipe tried, the kept one marked) and its line, or None."""
+    rows = export_report.candidates(project.output_dir)
+    if not rows:
+        return None
+    text = (
+        f"{export_report.table(rows)}\n{export_report.kept_line(rows) or 'kept: none of these (model folder changed)'}"
+    )
+    (project.report_dir / EXPORT_TABLE).write_text(text + "\n", encoding="utf-8")
+    return text
+
+
 @cli
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
     project = Project.load()
     line = write_report(project)
+    export = write_export_report(project)
+    if export:
+        print(export)
+        print(f"wrote {(project.report_dir / EXPORT_TABLE).as_posix()}")
     print(f"wrote {(project.report_dir / 'training-loss.png').as_posix()}")
     print(line)
     return 0
