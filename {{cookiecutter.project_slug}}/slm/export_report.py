@@ -14,12 +14,16 @@ METRIC = "export"  # the metric's name in the config's evaluator (template_logic
 
 
 def recipe_name(settings: dict) -> str:
-    """A builder recipe in a few words: precision, algorithm, block size, symmetry."""
+    """A builder recipe in a few words: precision, algorithm, block size, symmetry (measured: the k-quant
+    graphs carry zero points with int4_is_symmetric true)."""
     if settings.get("precision") != "int4":
         return str(settings.get("precision"))
-    symmetry = "symmetric" if settings.get("int4_is_symmetric", True) else "asymmetric"
     algorithm = settings.get("int4_algo_config") or "default"
-    return f"int4 {algorithm}, block {settings.get('int4_block_size') or 'default'}, {symmetry}"
+    block = f"block {settings.get('int4_block_size') or 'default'}"
+    if algorithm.startswith("k_quant"):  # llama.cpp's k-quants keep a minimum per block: asymmetric whatever is set
+        return f"int4 {algorithm}, {block}"
+    symmetry = "symmetric" if settings.get("int4_is_symmetric", True) else "asymmetric"
+    return f"int4 {algorithm}, {block}, {symmetry}"
 
 
 def _graph_digest(folder: Path) -> str | None:

@@ -1,7 +1,6 @@
 """The export search's score (slm/olive_eval.py) with stand-in engines, Olive's ranking of the candidates by it,
 and the report of what was tried (slm/export_report.py)."""
 
-import itertools
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,11 +38,8 @@ class StandInEngine:
     def load_adapter(self, name, path):
         pass
 
-    def generate_ids(self, prompt_ids, max_new_tokens, ignore_eos=False, guidance_regex=None, adapter=None):
+    def generate_ids(self, prompt_ids, max_new_tokens, guidance_regex=None, adapter=None):
         ids = [ord(ch) for ch in self.answers(CharTokenizer().decode(prompt_ids)) + "\n"]
-        if ignore_eos:  # the speed measurement: always max_new_tokens tokens
-            yield from itertools.islice(itertools.cycle(ids), max_new_tokens)
-            return
         yield from (ids + [0])[:max_new_tokens]
 
 
@@ -71,6 +67,8 @@ def scoring(monkeypatch, tmp_path):
     (checkpoint / "adapter_model.safetensors").write_bytes(b"lora weights")
     monkeypatch.setattr(olive_eval, "best_adapter", lambda project: checkpoint)
     monkeypatch.setattr(olive_eval, "load_tokenizer", lambda folder: CharTokenizer())
+    # timed by benchmark.py's own child process on the real model (the end-to-end tests run it)
+    monkeypatch.setattr(olive_eval, "decode_speed", lambda project, folder, adapter: 123.4)
     model = tmp_path / "candidate"
     model.mkdir()
     (model / "model.onnx.data").write_bytes(b"\0" * 2_000_000)
@@ -100,7 +98,7 @@ def test_labels_are_scored_by_accuracy_and_capped_a_point_below_fp32(scoring):
     result = scoring(rows, lambda n, ref: ref if n < len(rows) - wrong else "no such label", lambda n, ref: ref)
     assert result["score"] == (len(rows) - wrong) / len(rows) and result["fp32_score"] == 1.0
     assert result["selection"] == result["score"]  # below fp32 - 1 point: ranked by its score
-    assert result["size_mb"] == 2.0 and result["tokens_per_second"] > 0
+    assert result["size_mb"] == 2.0 and result["tokens_per_second"] == 123.4
     every_row = scoring(rows, lambda n, ref: ref, lambda n, ref: ref)
     assert every_row["score"] == 1.0 and every_row["selection"] == pytest.approx(1.0 - olive_eval.TOLERANCE)
 
@@ -110,8 +108,7 @@ def test_free_text_answers_are_scored_by_token_f1(scoring):
     if project.data_format != "columns":
         pytest.skip("free-text rows are written for the columns format")
     rows = [
-        {project.task.input_column: f"question {n}", project.task.output_column: f"red apple pie {n}"}
-        for n in range(4)
+        {project.task.input_column: f"question {n}", project.task.output_column: f"red apple pie {n}"} for n in range(4)
     ]
     # "red apple pie" against "red apple pie N": precision 1, recall 3/4, F1 6/7; fp32 answers the reference
     # (answers of at most 16 characters: the task's answer length, one token per character here)
@@ -217,3 +214,20 @@ def test_the_report_lists_every_candidate_and_marks_the_kept_one(tmp_path):
     assert line.startswith("export recipe: int4 default, block 32, asymmetric (the best of 2 tried)")
     assert "0.800 against 0.875 in fp32 (-7.5 points)" in line
     assert export_report.candidates(tmp_path / "no model") == []
+
+
+def test_a_candidate_that_cannot_be_scored_ranks_last_instead_of_failing_the_run(monkeypatch, capsys):
+    from olive.evaluator.metric import Metric
+
+    config = Project.load().config
+    if "evaluators" not in config:
+        pytest.skip("no export search in this project (not int4 on CPU)")
+    metrics = [Metric(**metric) for metric in config["evaluators"][config["evaluator"]]["metrics"]]
+
+    def broken(model):
+        raise RuntimeError("the model folder is empty")
+
+    monkeypatch.setattr(olive_eval, "score_export", broken)
+    result = olive_eval.ExportSearchEvaluator().evaluate(SimpleNamespace(model_path="/nowhere/model.onnx"), metrics)
+    assert result["export-selection"].value == -1.0 and result["export-tokens_per_second"].value == 0.0
+    assert "could not be scored: the model folder is empty" in capsys.readouterr().out
