@@ -383,14 +383,7 @@ def main(argv=None):
         print(f"adapter file: {adapter.as_posix()}, {adapter.stat().st_size / 2**20:.1f} MB")
         overhead = 100 * summary["adapter_overhead_decode"]
         print(f"adapter overhead: {overhead:.0f}% (decode tokens/s with the adapter against the base alone)")
-    recipe = export_report.kept_line(export_report.candidates(onnx_dir))
-    if recipe:
-        print(recipe)
-    print(
-        f"{onnx_title} against the fine-tune in PyTorch (fp32) on the {len(rows)} held-out prompts: "
-        f"{onnx['metric']} {onnx['score']:.3f} against {torch['score']:.3f} "
-        f"({100 * (onnx['score'] - torch['score']):+.1f} points)"
-    )
+    print("\n".join(export_report.export_cost_lines(onnx_dir, onnx_title, onnx, torch)))
     print(f"ONNX size is {100 * summary['size_ratio']:.0f}% of the merged PyTorch weights")
     probe = summary["memory_bandwidth_probe_gb_per_s"]
     print(f"memory bandwidth probe (numpy copy, read+write): {probe:.1f} GB/s on this machine")

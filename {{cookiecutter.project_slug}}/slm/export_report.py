@@ -3,7 +3,8 @@
 Read from the footprint Olive writes beside the model (`gen-model/model/footprint.json`): each
 candidate's builder settings and the scores slm/olive_eval.py gave it on the validation rows.
 The kept one is the candidate whose graph file is the one in the model folder. Used by
-fine-tuning/report.py (the table), infer.py --eval and benchmark.py (the recipe line).
+fine-tuning/report.py (the table), infer.py --eval and benchmark.py (the recipe line, and the
+benchmark's int4-against-fp32 line).
 """
 
 import hashlib
@@ -91,3 +92,15 @@ def table(rows: list[dict]) -> str:
             f"{row['size_mb']:>8.1f}  {'yes' if row['kept'] else ''}"
         )
     return "\n".join(lines)
+
+
+def export_cost_lines(model_dir: str | Path, title: str, onnx: dict, torch: dict) -> list[str]:
+    """benchmark.py's lines on what the export cost: the kept recipe, and the ONNX model's score on the
+    held-out prompts against the same fine-tune in PyTorch (fp32)."""
+    recipe = kept_line(candidates(model_dir))
+    cost = (
+        f"{title} against the fine-tune in PyTorch (fp32) on the {onnx['prompts']} held-out prompts: "
+        f"{onnx['metric']} {onnx['score']:.3f} against {torch['score']:.3f} "
+        f"({100 * (onnx['score'] - torch['score']):+.1f} points)"
+    )
+    return [*([recipe] if recipe else []), cost]
