@@ -177,10 +177,15 @@ def export_as_adapter(project, bake, answers):
     assert {**adapter_config, "passes": None} == {**merged_config, "passes": None}
     assert adapter_config["passes"]["finetune"] == merged_config["passes"]["finetune"]
     shutil.move(project.path / "gen-model/model", project.path / "gen-model/merged-model")
+    # the documented switch: the first recipe alone (the adapter export's search runs in the tiny Phi-3 test)
+    adapter_config["search_strategy"] = False
     (project.path / "fine-tuning/olive-config.json").write_text(json.dumps(adapter_config, indent=2))
     exported = _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
     log = exported.stdout + exported.stderr
     assert "Loaded model from cache" in log and not re.search(r"Pass finetune:\w+ finished", log), log[-3000:]
+    # with the search off, the first recipe alone was built, and still scored against fp32
+    report = _check(project.run("fine-tuning/report.py")).stdout
+    assert "export recipe: int4 k_quant_mixed, block 32 (the only one built (search off)): validation" in report
 
 
 def test_the_model_table_has_the_demo_model_layer_count(demo_model_dir):
