@@ -274,18 +274,25 @@ def model_dir(answers):
 
 # ModelBuilder's int4 settings on CPU, measured on SmolLM2 (docs/measurements.md, "int4 settings on CPU"):
 # which recipe loses least against fp32 changes from one fine-tune to the next by 3-6 rows of 80, so
-# `olive run` tries each of these on the project's own validation rows and keeps the fastest within a
-# point of the fine-tune in fp32 (slm/olive_eval.py). The first is the one built alone when the search
-# is off. Blocks of 64 or 128 decode faster but drifted further; accuracy level 1 is slower.
+# `olive run` tries these on the project's own validation rows and keeps the fastest within a point of
+# the fine-tune in fp32 (slm/olive_eval.py, "The export search" in docs/measurements.md). Blocks of 64 or
+# 128 decode faster but drifted further; accuracy level 1 is slower.
 CPU_INT4 = {"int4_block_size": 32, "int4_is_symmetric": True, "int4_accuracy_level": 4}
-CPU_INT4_RECIPES = (
-    # llama.cpp's Q4_K_M recipe: lm_head and the most sensitive layers' v/down projections in int8
-    {"int4_algo_config": "k_quant_mixed"},
-    {"int4_algo_config": "default"},
-    {"int4_algo_config": "default", "int4_is_symmetric": False},
-)
-# Also measured and left out: k_quant_last (lm_head alone in int8) took a minute to build on SmolLM2, the
-# others 10-50 s, and was never better than these on held-out rows (docs/measurements.md, "The export search").
+# The first recipe is the model table's `int4_recipe`, the one built alone when the search is off:
+# - k_quant_mixed (SmolLM2): llama.cpp's Q4_K_M recipe, lm_head and the most sensitive layers' v/down
+#   projections in int8; the most accurate over three fine-tunes of the sample;
+# - rtn_last (the Phi rows): round-to-nearest with lm_head in int8. k_quant_mixed runs onnxruntime's numpy
+#   k-quant: 142 s for one layer of the Phi-3 shape here, and over 20 GB for Phi-4-mini's 200,064 x 3,072
+#   lm_head ("int4 on the real shapes" in docs/measurements.md).
+# Then plain int4, symmetric and asymmetric, fast to build. Also measured and left out: k_quant_last (lm_head
+# alone in int8) took a minute to build on SmolLM2, the others 10-50 s, and was never better on held-out rows.
+CPU_INT4_ALSO = ({"int4_algo_config": "default"}, {"int4_algo_config": "default", "int4_is_symmetric": False})
+
+
+def cpu_int4_recipes(answers):
+    return ({"int4_algo_config": answers["model"]["int4_recipe"]}, *CPU_INT4_ALSO)
+
+
 # Every recipe sets each setting Olive can search (check_config.py refuses one that does not): with
 # `include_pass_params` off, Olive 0.13 still searches an unset one and fails ("Search point is not in the
 # search space").
@@ -360,7 +367,7 @@ def model_builder_settings(answers):
         settings["int4_nodes_to_exclude"] = lora_matmul_names(layer_count(answers))
     if (answers["device"], answers["precision"]) != ("cpu", "int4"):
         return settings
-    recipes = [settings | CPU_INT4 | recipe for recipe in CPU_INT4_RECIPES]
+    recipes = [settings | CPU_INT4 | recipe for recipe in cpu_int4_recipes(answers)]
     return recipes if searches_export(answers) else recipes[0]
 
 

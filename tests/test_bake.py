@@ -239,6 +239,9 @@ def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
     assert ("onnxruntime-genai-cuda==" in requirements) == (context["device"] == "cuda")
 
 
+CONFIG = "fine-tuning/olive-config.json"
+
+
 def builders(config):
     """The ModelBuilder entries: a list when the export search tries several recipes."""
     builder = config["passes"]["builder"]
@@ -267,10 +270,11 @@ def test_the_export_search_is_rendered_for_int4_on_cpu_only(bake, answers, searc
     if not searched:
         assert len(recipes) == 1
         if (answers.get("device"), answers.get("precision")) == (None, None):  # int4 on CPU: the first recipe
-            assert recipes[0]["int4_algo_config"] == template_logic.CPU_INT4_RECIPES[0]["int4_algo_config"]
+            assert recipes[0]["int4_algo_config"] == "k_quant_mixed"
         return
-    assert len(recipes) == len(template_logic.CPU_INT4_RECIPES) > 1
-    assert recipes[0]["int4_algo_config"] == "k_quant_mixed"  # the one built alone when the search is off
+    assert len(recipes) == len(template_logic.CPU_INT4_ALSO) + 1
+    # the one built alone when the search is off: the model table's (SmolLM2: k_quant_mixed)
+    assert recipes[0]["int4_algo_config"] == CONTEXT["_models"][DEMO_MODEL]["int4_recipe"] == "k_quant_mixed"
     # every recipe sets each setting Olive 0.13 would otherwise search (and fail on)
     assert all({"int4_block_size", "int4_is_symmetric", "int4_algo_config"} <= set(recipe) for recipe in recipes)
     assert len({json.dumps(recipe, sort_keys=True) for recipe in recipes}) == len(recipes)
@@ -279,6 +283,16 @@ def test_the_export_search_is_rendered_for_int4_on_cpu_only(bake, answers, searc
     ranked = sorted((s["priority"], s["name"]) for s in evaluator["metrics"][0]["sub_types"] if s["priority"] > 0)
     assert ranked == [(1, "selection"), (2, "tokens_per_second")]
     assert config["search_strategy"]["sampler"] == "sequential"
+
+
+@pytest.mark.parametrize("base_model", CONTEXT["base_model"])
+def test_the_first_int4_recipe_is_the_model_tables(bake, base_model):
+    """The recipe built alone with the search off; the Phi rows avoid the k-quants (minutes per layer, and
+    over 20 GB for Phi-4-mini's lm_head: docs/measurements.md)."""
+    recipes = [b["config"]["int4_algo_config"] for b in builders(bake(base_model=base_model).read_json(CONFIG))]
+    assert recipes[0] == CONTEXT["_models"][base_model]["int4_recipe"]
+    assert recipes[1:] == ["default", "default"]
+    assert base_model == DEMO_MODEL or not recipes[0].startswith("k_quant")
 
 
 def test_export_search_answer_is_yes_or_no(cookies):
