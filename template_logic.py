@@ -371,6 +371,14 @@ def model_builder_settings(answers):
     return recipes if searches_export(answers) else recipes[0]
 
 
+def builder_loading_settings():
+    """How ModelBuilder reads the model: with transformers' own classes, as the LoRA pass trained it. Its
+    default trusts remote code, and a hub Phi config.json names remote code (`auto_map`: the hub's
+    configuration_phi3.py) that Olive's merged model folder does not carry: the build then failed on every
+    real-shape Phi (issue 24). Every model of the table is native to transformers 5."""
+    return {"extra_options": {"hf_remote": False}}
+
+
 def olive_config(raw_answers):
     """The Olive 0.13 workflow for these answers: LoRA/QLoRA, then either MergeAdapterWeights ->
     ModelBuilder (export=merged) or ModelBuilder with the adapter -> ExtractAdapters (export=adapter)."""
@@ -447,9 +455,11 @@ def olive_config(raw_answers):
     passes = {"finetune": {"type": "QLoRA" if answers["finetune_method"] == "qlora" else "LoRA", "config": finetune}}
     builder_settings = model_builder_settings(answers)
     if isinstance(builder_settings, list):
-        builder = [{"type": "ModelBuilder", "config": settings} for settings in builder_settings]
+        builder = [
+            {"type": "ModelBuilder", "config": settings | builder_loading_settings()} for settings in builder_settings
+        ]
     else:
-        builder = {"type": "ModelBuilder", "config": builder_settings}
+        builder = {"type": "ModelBuilder", "config": builder_settings | builder_loading_settings()}
     if answers["export"] == "adapter":
         # ModelBuilder builds the LoRA layers as their own MatMuls; ExtractAdapters turns their weights
         # into optional inputs (left empty: the base model alone) and writes them to an .onnx_adapter file
