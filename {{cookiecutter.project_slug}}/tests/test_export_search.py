@@ -206,7 +206,7 @@ def test_the_report_lists_every_candidate_and_marks_the_kept_one(tmp_path):
     (model_dir / "model.onnx").write_bytes(b"graph 1")  # Olive copied the second candidate
     rows = export_report.candidates(model_dir)
     assert [row["recipe"] for row in rows] == [
-        "int4 k_quant_mixed, block 32, symmetric",
+        "int4 k_quant_mixed, block 32",
         "int4 default, block 32, asymmetric",
     ]
     assert [row["kept"] for row in rows] == [False, True]
