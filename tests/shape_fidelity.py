@@ -2,7 +2,7 @@
 (the models of the real shapes take gigabytes; tests/test_real_shapes.py runs this so pytest stays small).
 
     python tests/shape_fidelity.py export MERGED_DIR OUT_DIR CACHE_DIR
-    python tests/shape_fidelity.py compare PYTORCH_DIR FP32_ONNX_DIR INT4_ONNX_DIR TOKENIZER_DIR
+    python tests/shape_fidelity.py compare PYTORCH_DIR FP32_ONNX_DIR INT4_ONNX_DIR|none TOKENIZER_DIR
 
 `compare` prints one JSON line: `difference`, the largest |fp32 ONNX - PyTorch| logit over the largest |PyTorch|
 logit, over every position of PROMPTS; `greedy`, the share of positions whose int4 arg-max is fp32's; `top5`, the
@@ -76,11 +76,16 @@ def fidelity(reference, fp32, int4, prompt_ids):
     int4 arg-max is fp32's; the share whose fp32 arg-max is among int4's five highest."""
     differences, greedy, top5 = [], [], []
     for ids in prompt_ids:
-        expected, exported, quantized = reference(ids), fp32(ids), int4(ids)
+        expected, exported = reference(ids), fp32(ids)
         differences.append(float(np.abs(exported - expected).max() / np.abs(expected).max()))
+        if int4 is None:
+            continue
+        quantized = int4(ids)
         best = exported.argmax(axis=-1)
         greedy.extend(quantized.argmax(axis=-1) == best)
         top5.extend((np.argsort(quantized, axis=-1)[:, -5:] == best[:, None]).any(axis=-1))
+    if int4 is None:
+        return max(differences), None, None
     return max(differences), float(np.mean(greedy)), float(np.mean(top5))
 
 
@@ -89,7 +94,8 @@ def compare(reference_dir, fp32_dir, int4_dir, tokenizer_dir):
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     prompt_ids = [tokenizer(prompt, add_special_tokens=False)["input_ids"] for prompt in PROMPTS]
-    reference, fp32, int4 = TorchLogits(reference_dir), OnnxLogits(fp32_dir), OnnxLogits(int4_dir)
+    reference, fp32 = TorchLogits(reference_dir), OnnxLogits(fp32_dir)
+    int4 = OnnxLogits(int4_dir) if int4_dir.name != "none" else None
     difference, greedy, top5 = fidelity(reference, fp32, int4, prompt_ids)
     return {"difference": difference, "greedy": greedy, "top5": top5}
 

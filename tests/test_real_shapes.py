@@ -51,21 +51,23 @@ GREEDY_AGREEMENT = 0.3
 TOP5_AGREEMENT = 0.7
 
 
-# Phi-4-mini's int4 build peaks at 16 GB alone (its 200,064 x 3,072 lm_head and embedding, copied several times by
-# ModelBuilder), and at 21 GB inside an `olive run` that trained and merged first: the memory of those passes
-# is not given back. Trained apart, the second `olive run` takes the LoRA and merge passes from Olive's cache
-# and builds in a lean process.
-TRAINED_APART = {"microsoft/Phi-4-mini-instruct"}
+# Phi-4-mini's int4 build: 16 GB for ModelBuilder alone on its one-layer shape (its 200,064 x 3,072 lm_head and
+# embedding, copied several times by the builder), and past 21 GB inside `olive run`, even with the LoRA and
+# merge passes taken from Olive's cache (docs/measurements.md, "int4 on the real shapes"). Its runs here export
+# fp32 (the same builder, RoPE and graph but the quantizer); its int4 export was measured on its own.
+FP32_ONLY = {"microsoft/Phi-4-mini-instruct"}
 
 
-def train_apart(project):
-    """`olive run` of the rendered config's passes up to the merge, so that the next run finds them in its cache."""
+def export_fp32(project):
+    """The rendered config with ModelBuilder writing fp32 (the int4 settings dropped)."""
     config = project.read_json("fine-tuning/olive-config.json")
-    config["passes"] = {name: step for name, step in config["passes"].items() if name in ("finetune", "merge")}
-    config["output_dir"] = "gen-model/trained-apart"
-    (project.path / "gen-model").mkdir(exist_ok=True)
-    (project.path / "gen-model/train-config.json").write_text(json.dumps(config, indent=2))
-    _check(project.run("-m", "olive", "run", "--config", "gen-model/train-config.json"))
+    builder = config["passes"]["builder"]["config"]
+    config["passes"]["builder"]["config"] = {
+        **{key: value for key, value in builder.items() if not key.startswith("int4")},
+        "precision": "fp32",
+    }
+    (project.path / "fine-tuning/olive-config.json").write_text(json.dumps(config, indent=2))
+    _check(project.run("fine-tuning/check_config.py", "--paths"))
 
 
 @pytest.fixture(scope="session")
@@ -132,8 +134,8 @@ def trained_shape(cookies_session, phi_shape_dir):
             answers |= NO_SEARCH
             project = BakedProject(cookies_session.bake(extra_context={**OFFLINE, **answers}))
             check_first_recipe(project, model)
-            if model in TRAINED_APART:
-                train_apart(project)
+            if model in FP32_ONLY:
+                export_fp32(project)
             _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
             trained[model] = TrainedShape(model, shape, answers, project)
         return trained[model]
@@ -146,22 +148,24 @@ def test_real_shape_export_matches_pytorch(trained_shape, tmp_path, model):
     """olive run at the real shape, the export's logits against the merged PyTorch model, infer.py --eval."""
     trained = trained_shape(model)
     project, published = trained.project, PUBLISHED_CONFIGS[model]
-    int4_dir = project.path / "gen-model/model"
-    genai = json.loads((int4_dir / "genai_config.json").read_text())["model"]
+    model_dir = project.path / "gen-model/model"
+    genai = json.loads((model_dir / "genai_config.json").read_text())["model"]
     assert genai["type"] == "phi3" and genai["vocab_size"] == published["vocab_size"]
     assert genai["decoder"]["num_key_value_heads"] == published["num_key_value_heads"]
     assert genai["eos_token_id"] == published["eos_token_id"]
 
-    merged = project.module("slm.project").merged_model_dir(int4_dir)
-    fp32_dir = tmp_path / "fp32"
-    _check(project.run(str(FIDELITY), "export", str(merged), str(fp32_dir), str(tmp_path / "builder-cache")))
-    compared = _check(
-        project.run(str(FIDELITY), "compare", str(merged), str(fp32_dir), str(int4_dir), str(trained.shape))
-    )
-    figures = json.loads(compared.stdout.strip().splitlines()[-1])
+    merged = project.module("slm.project").merged_model_dir(model_dir)
+    if model in FP32_ONLY:
+        fp32_dir, int4_dir = model_dir, "none"
+    else:
+        fp32_dir, int4_dir = tmp_path / "fp32", model_dir
+        _check(project.run(str(FIDELITY), "export", str(merged), str(fp32_dir), str(tmp_path / "builder-cache")))
+    compared = project.run(str(FIDELITY), "compare", str(merged), str(fp32_dir), str(int4_dir), str(trained.shape))
+    figures = json.loads(_check(compared).stdout.strip().splitlines()[-1])
     print(f"\n{model}: {figures}")
     assert figures["difference"] <= LOGIT_TOLERANCE, figures
-    assert figures["greedy"] >= GREEDY_AGREEMENT and figures["top5"] >= TOP5_AGREEMENT, figures
+    if model not in FP32_ONLY:
+        assert figures["greedy"] >= GREEDY_AGREEMENT and figures["top5"] >= TOP5_AGREEMENT, figures
 
     subset = eval_subset(project, 2)
     scored = _check(project.run("inferences/infer.py", "--eval", str(subset), "--max-new-tokens", "4"))
@@ -176,13 +180,13 @@ def test_real_shape_serves_and_exports_an_adapter(trained_shape, bake, model):
     with running_server(trained.project) as url:
         reply = ask_server(url)
     assert reply["choices"][0]["finish_reason"] in {"length", "stop"}, reply
-    export_as_adapter(trained.project, bake, trained.answers)
+    export_as_adapter(model, trained.project, bake, trained.answers)
     prompt = ["inferences/infer.py", "--prompt", "I finally got the job!", "--max-new-tokens", "4"]
     _check(trained.project.run(*prompt))
     _check(trained.project.run(*prompt, "--adapter", "none"))
 
 
-def export_as_adapter(project, bake, answers):
+def export_as_adapter(model, project, bake, answers):
     """The same LoRA run exported with the rendered export=adapter config: the configs differ only after the
     LoRA pass, so Olive takes the trained adapter from its cache. The merged model moves to gen-model/merged-model."""
     twin = bake(**{**answers, "project_slug": answers["project_slug"] + "-adapter"}, export="adapter")
@@ -190,6 +194,8 @@ def export_as_adapter(project, bake, answers):
     assert config["passes"]["finetune"] == project.read_json("fine-tuning/olive-config.json")["passes"]["finetune"]
     (project.path / "gen-model/model").rename(project.path / "gen-model/merged-model")
     (project.path / "fine-tuning/olive-config.json").write_text(json.dumps(config, indent=2))
+    if model in FP32_ONLY:
+        export_fp32(project)
     exported = _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
     assert "Loaded model from cache" in exported.stdout + exported.stderr
     assert (project.path / ADAPTER).is_file()
