@@ -10,7 +10,7 @@ its peak resident memory is its own (the parent reads it from the child's rusage
   the four Phi-3 projections, learning rate 1e-4, fp32 on CPU, batch 4 = the table's), on rows of 256 tokens;
   seconds per step. `--gradient-checkpointing` recomputes activations in the backward pass instead of keeping them.
 - merge: the base model with the trained adapter merged in, saved as MergeAdapterWeights saves it (fp32).
-- export: ModelBuilder int4 on the merged model with the template's CPU settings (template_logic.CPU_INT4, or
+- export: ModelBuilder int4 on the merged model with the template's CPU settings and the model table's first recipe (or
   `--int4-recipe`), as the builder pass runs it.
 - speed: the int4 model on ONNX Runtime GenAI: time to the first token of a 128-token prompt, then decode tokens/s.
 
@@ -107,9 +107,10 @@ def stage_export(args):
 
     import template_logic
 
+    # the model table's first int4 recipe (the one built alone with the export search off), or --int4-recipe
+    recipe = args.int4_recipe or template_logic.MODELS[MODEL]["int4_recipe"]
     settings = {**template_logic.CPU_INT4, **template_logic.builder_loading_settings()["extra_options"]}
-    if args.int4_recipe:
-        settings["int4_algo_config"] = args.int4_recipe
+    settings["int4_algo_config"] = recipe
     merged = str(args.work / "merged")
     create_model(
         model_name=merged,
