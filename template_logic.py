@@ -393,7 +393,9 @@ def olive_config(raw_answers):
         "learning_rate": answers["learning_rate"],
         "per_device_train_batch_size": answers["batch_size"],
         "gradient_accumulation_steps": 1,
-        "gradient_checkpointing": on_gpu,
+        # on CPU too for the 3.8 B Phi rows: without it one LoRA step of the full-size Phi-3-mini passed 23 GB
+        # here, with it 21.7 GB (docs/measurements.md, "Full size"); SmolLM2 fits either way and runs faster without
+        "gradient_checkpointing": on_gpu or architecture == "Phi3ForCausalLM",
         "lr_scheduler_type": "cosine",
         "logging_steps": LOG_FRACTION,
         "eval_strategy": "steps",

@@ -111,7 +111,12 @@ def check_export_search(project):
     assert built["blocks"] == {block}, (kept.group(0), built)
     # the k-quants are asymmetric whatever is set (a minimum per block); plain int4 as set
     assert built["asymmetric"] == (symmetry != ", symmetric"), (kept.group(0), built)
-    expected_int8 = {"default": lambda n: n == 0, "k_quant_last": lambda n: n == 1, "k_quant_mixed": lambda n: n > 1}
+    expected_int8 = {
+        "default": lambda n: n == 0,
+        "rtn_last": lambda n: n == 1,
+        "k_quant_last": lambda n: n == 1,
+        "k_quant_mixed": lambda n: n > 1,
+    }
     assert expected_int8[algorithm](built["int8"]), (kept.group(0), built)
 
 
