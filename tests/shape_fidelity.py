@@ -2,7 +2,11 @@
 (the models of the real shapes take gigabytes; tests/test_real_shapes.py runs this so pytest stays small).
 
     python tests/shape_fidelity.py export MERGED_DIR OUT_DIR CACHE_DIR
-    python tests/shape_fidelity.py compare PYTORCH_DIR FP32_ONNX_DIR INT4_ONNX_DIR|none TOKENIZER_DIR
+    python tests/shape_fidelity.py compare PYTORCH_DIR FP32_ONNX_DIR INT4_ONNX_DIR|none TOKENIZER_DIR \
+        [--export-fp32 CACHE_DIR]
+
+`export` writes ModelBuilder's fp32 export of MERGED_DIR; `compare --export-fp32` writes it first (of
+PYTORCH_DIR, into FP32_ONNX_DIR) in the same process.
 
 `compare` prints one JSON line: `difference`, the largest |fp32 ONNX - PyTorch| logit over the largest |PyTorch|
 logit, over every position of PROMPTS; `greedy`, the share of positions whose int4 arg-max is fp32's; `top5`, the
@@ -105,4 +109,9 @@ if __name__ == "__main__":
     if command == "export":
         export_fp32(*map(Path, paths))
     else:
+        if "--export-fp32" in paths:
+            at = paths.index("--export-fp32")
+            cache = paths.pop(at + 1)
+            paths.pop(at)
+            export_fp32(Path(paths[0]), Path(paths[1]), Path(cache))
         print(json.dumps(compare(*map(Path, paths))))

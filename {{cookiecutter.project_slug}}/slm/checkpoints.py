@@ -9,6 +9,7 @@ the folder's run recorded, and moves another run's checkpoints aside.
 import hashlib
 import json
 import logging
+import re
 import shutil
 import sys
 import time
@@ -22,6 +23,21 @@ logger = logging.getLogger("olive.slm")
 
 # training_args that change what is logged, not what is trained
 DISPLAY_ONLY = ("overwrite_output_dir", "report_to", "log_level", "logging_steps", "disable_tqdm")
+
+
+# the Trainer's checkpoint folder names (transformers.trainer_utils.PREFIX_CHECKPOINT_DIR and _re_checkpoint)
+CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+def last_checkpoint(checkpoints: Path) -> Path | None:
+    """The checkpoint of the highest step in `checkpoints`, as transformers' `get_last_checkpoint` finds the
+    one a run resumes from; here without importing transformers (10 s of imports for a folder listing)."""
+    steps = {
+        int(match.group(1)): path
+        for path in (checkpoints.iterdir() if checkpoints.is_dir() else ())
+        if (match := CHECKPOINT_NAME.match(path.name)) and path.is_dir()
+    }
+    return steps[max(steps)] if steps else None
 
 
 def run_record(checkpoints: Path) -> Path:

@@ -214,6 +214,8 @@ def check_config(config, root=Path("."), paths=False):
 
     root: the project folder the config's relative paths start from.
     """
+    if paths:  # before Olive is imported (10 s and more): a missing model or file is told at once
+        check_paths(config, root)
     from olive.workflows.run.config import RunConfig
 
     config = with_absolute_scripts(config, root)
@@ -232,8 +234,6 @@ def check_config(config, root=Path("."), paths=False):
     for data_config in config.get("data_configs", []):
         check_data_config(data_config)
     check_validation_like_training(config)
-    if paths:
-        check_paths(config, root)
 
 
 @cli

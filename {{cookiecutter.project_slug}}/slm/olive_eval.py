@@ -28,6 +28,7 @@ from olive.evaluator.olive_evaluator import OliveEvaluator
 from olive.evaluator.registry import Registry
 
 from slm import olive_compat
+from slm.checkpoints import last_checkpoint
 from slm.data import load_rows
 from slm.engines import ENGINES, TextGenerator, load_tokenizer, weights_size_bytes
 from slm.infer import Prompter
@@ -77,9 +78,7 @@ def best_adapter(project: Project) -> Path | None:
     checkpoints = project.checkpoint_dir
     if checkpoints is None or not checkpoints.is_dir():
         return None
-    from transformers.trainer_utils import get_last_checkpoint
-
-    latest = get_last_checkpoint(str(checkpoints))
+    latest = last_checkpoint(checkpoints)
     if latest is None:
         return None
     state = json.loads((Path(latest) / "trainer_state.json").read_text(encoding="utf-8"))

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from slm import export_report
-from slm.checkpoints import run_record
+from slm.checkpoints import last_checkpoint, run_record
 from slm.errors import UserError, cli
 from slm.project import Project
 
@@ -29,9 +29,7 @@ def read_training(project: Project) -> dict:
     retry = f"olive run --config {project.config_path.as_posix()}"
     if checkpoints is None:
         raise UserError("training_args.output_dir is not set, so the Trainer kept no checkpoints to report on")
-    from transformers.trainer_utils import get_last_checkpoint
-
-    latest = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    latest = last_checkpoint(checkpoints)
     if latest is None:
         raise UserError(f"no checkpoint in {checkpoints.as_posix()}: train first", retry=retry)
     state_file = Path(latest) / "trainer_state.json"

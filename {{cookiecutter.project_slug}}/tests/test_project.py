@@ -1,11 +1,13 @@
 """Fast self-checks of this project: run `pytest` from the project root (no model needed)."""
 
+import copy
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+from slm.checkpoints import last_checkpoint, run_fingerprint
 from slm.data import load_rows
 from slm.olive_check import check_config
 from slm.prepare import duplicate_key
@@ -109,3 +111,26 @@ def test_progress_bars_write_a_line_every_30_seconds_into_a_log(tmp_path):
             return True
 
     assert "mininterval" not in progress_options(Terminal())
+
+
+def test_last_checkpoint_is_the_one_the_trainer_resumes_from(tmp_path):
+    from transformers.trainer_utils import get_last_checkpoint
+
+    assert last_checkpoint(tmp_path / "none-yet") is None and last_checkpoint(tmp_path) is None
+    for name in ("checkpoint-9", "checkpoint-10", "checkpoint-x", "old-checkpoint-500", "checkpoint-40.previous"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "checkpoint-200").write_text("a file, not a checkpoint")
+    assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-10" == Path(get_last_checkpoint(str(tmp_path)))
+
+
+def test_a_changed_training_setting_is_another_run_and_a_logging_setting_is_not():
+    """The fingerprint that decides whether `olive run` resumes from the checkpoints in its folder."""
+
+    def fingerprint(**training_args):
+        config = copy.deepcopy(PROJECT.config)
+        config["passes"]["finetune"]["config"]["training_args"].update(training_args)
+        return run_fingerprint(Project(config, PROJECT.config_path))
+
+    assert fingerprint() == run_fingerprint(PROJECT)
+    assert fingerprint(logging_steps=1, report_to="tensorboard", log_level="debug") == fingerprint()
+    assert fingerprint(learning_rate=0.01) != fingerprint() != fingerprint(seed=1)
