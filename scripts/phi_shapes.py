@@ -1,6 +1,7 @@
 """Write a random-weight model of a published Phi shape, laid out as a hub download would be.
 
     python scripts/phi_shapes.py microsoft/Phi-4-mini-instruct OUT --tokenizer-from SMOLLM2_DIR [--layers 1]
+    python scripts/phi_shapes.py MODEL OUT MODEL OUT ... --tokenizer-from SMOLLM2_DIR   (several in one process)
 
 OUT gets `config.json` (the published one of scripts/phi_published.py, key for key, with only
 `num_hidden_layers` changed), `model.safetensors` (bfloat16, as the hub ships them; tied embeddings stored
@@ -95,13 +96,18 @@ def write_shape(model, out, smollm2_dir, layers=1, seed=0):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", choices=sorted(PUBLISHED_CONFIGS))
-    parser.add_argument("out", type=Path)
+    models = ", ".join(sorted(PUBLISHED_CONFIGS))
+    # several models in one process: torch and transformers are imported once
+    parser.add_argument("pairs", nargs="+", metavar="MODEL OUT", help=f"MODEL: one of {models}")
     parser.add_argument("--tokenizer-from", type=Path, required=True, help="a SmolLM2-135M-Instruct model folder")
     parser.add_argument("--layers", type=int, default=1, help="hidden layers (the published count: 32)")
     args = parser.parse_args(argv)
-    write_shape(args.model, args.out, args.tokenizer_from, args.layers)
-    print(args.out)
+    pairs = list(zip(args.pairs[::2], args.pairs[1::2], strict=False))
+    if len(args.pairs) % 2 or any(model not in PUBLISHED_CONFIGS for model, _ in pairs):
+        parser.error(f"give MODEL OUT pairs, MODEL one of: {models}")
+    for model, out in pairs:
+        write_shape(model, Path(out), args.tokenizer_from, args.layers)
+        print(out)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@
 import concurrent.futures
 import json
 import re
-import shutil
 
 import pytest
 import yaml
-from conftest import CONTEXT, DEMO_MODEL, OFFLINE, TEMPLATE, BakedProject, running_server
+from conftest import ADAPTER, CONTEXT, DEMO_MODEL, TEMPLATE, TINY_LORA_R, running_server
 from conftest import check as _check
 
 pytestmark = pytest.mark.slow
@@ -22,20 +21,19 @@ ACCURACY_LINE = re.compile(r"^accuracy: (\d\.\d{3}) \(n=(\d+)\)$")
 SCORE_LINE = re.compile(r"^(accuracy|token_f1): (\d\.\d{3}) \(n=(\d+)\)$")
 
 
-ADAPTER = "gen-model/model/adapter_weights.onnx_adapter"
 EVAL_ANSWERS = "gen-model/report/eval-answers.jsonl"
 LABELS = {"joy", "sadness", "fear", "surprise"}  # the sample data's
-# Not the table's 64: the tiny model's projections are 64 wide, and with the rank equal to a projection's
-# width onnxruntime 1.32 reuses the (empty) LoRA buffer for that projection's output when no adapter is
-# active ("Shape mismatch attempting to re-use buffer. {1,13,0} != {1,13,64}"); real models are wider.
-TINY_LORA_R = "8"
 ERROR_LINE = re.compile(r"^ERROR: .+$")
 
 
+# The export search on the adapter export (each recipe scored with the adapter applied); the merged export with
+# the documented switch off (`"search_strategy": false`: the first recipe alone, still scored against fp32). The
+# merged export's search runs in the SmolLM2 demo below.
 @pytest.mark.parametrize(
-    ("method", "data_format", "export"), [("lora", "columns", "merged"), ("qlora", "messages", "adapter")]
+    ("method", "data_format", "export", "search"),
+    [("lora", "columns", "merged", False), ("qlora", "messages", "adapter", True)],
 )
-def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method, data_format, export):
+def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method, data_format, export, search):
     project = bake(
         local_model_path=str(tiny_phi3_dir),
         finetune_method=method,
@@ -45,6 +43,9 @@ def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method, data_format, export):
         __lora_r=TINY_LORA_R,
         project_slug=f"phi3-{method}-{data_format}",
     )
+    if not search:
+        config = project.read_json("fine-tuning/olive-config.json")
+        (project.path / "fine-tuning/olive-config.json").write_text(json.dumps({**config, "search_strategy": False}))
     _check(project.run("fine-tuning/check_config.py", "--paths"))
     _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
     model_dir = project.path / "gen-model/model"
@@ -52,7 +53,7 @@ def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method, data_format, export):
     genai = json.loads((model_dir / "genai_config.json").read_text())
     assert genai["model"]["type"] == "phi3"
     assert (project.path / ADAPTER).is_file() == (export == "adapter")
-    check_export_search(project)
+    check_export_search(project, tried=3 if search else 1)
     _check(project.run("inferences/infer.py", "--prompt", "The storm knocked out power all night."))
 
     # six long chat turns overflow the tiny model's 256-token context: the oldest turns are
@@ -87,7 +88,11 @@ def test_tiny_phi3_end_to_end(bake, tiny_phi3_dir, method, data_format, export):
         assert len(answers) == 16 and {row["answer"] for row in answers} <= LABELS, answers[:5]
 
 
-KEPT_LINE = re.compile(r"^export recipe: int4 (\w+), block (\d+)(, a?symmetric)? \(the best of (\d+) tried\)", re.M)
+KEPT_LINE = re.compile(
+    r"^export recipe: int4 (\w+), block (\d+)(, a?symmetric)? "
+    r"\((?:the best of (\d+) tried|the only one built \(search off\))\)",
+    re.M,
+)
 FP32_LINE = re.compile(r"against the fine-tune in PyTorch \(fp32\) on the 2 held-out prompts: \w+ \d\.\d{3} against")
 
 
@@ -106,17 +111,20 @@ def graph_recipe(model_dir):
     }
 
 
-def check_export_search(project):
-    """Every recipe was tried and scored; the kept one is the one the model folder holds, by its graph."""
+def check_export_search(project, tried=3):
+    """Every recipe was tried and scored (with the search off, the first alone); the kept one is the one the
+    model folder holds, by its graph."""
     report = _check(project.run("fine-tuning/report.py")).stdout
     table = (project.path / "gen-model/report/export-candidates.txt").read_text()
     recipes = [line for line in table.splitlines() if line.startswith("int4 ")]
-    config = project.read_json("fine-tuning/olive-config.json")
-    assert len(recipes) == len(config["passes"]["builder"]) == 3, table
+    builder = project.read_json("fine-tuning/olive-config.json")["passes"]["builder"]
+    assert len(recipes) == tried and len(builder) == 3, table
     assert sum(line.endswith("yes") for line in recipes) == 1, table
     kept = KEPT_LINE.search(report)
-    assert kept and int(kept.group(4)) == 3, report
+    assert kept and int(kept.group(4) or 1) == tried, report
     algorithm, block, symmetry = kept.group(1), int(kept.group(2)), kept.group(3)
+    if tried == 1:  # the first of the list
+        assert algorithm == builder[0]["config"]["int4_algo_config"], (kept.group(0), builder[0])
     built = graph_recipe(project.path / "gen-model/model")
     assert built["blocks"] == {block}, (kept.group(0), built)
     # the k-quants are asymmetric whatever is set (a minimum per block); plain int4 as set
@@ -128,20 +136,6 @@ def check_export_search(project):
         "k_quant_mixed": lambda n: n > 1,
     }
     assert expected_int8[algorithm](built["int8"]), (kept.group(0), built)
-
-
-@pytest.fixture(scope="session")
-def tiny_phi3_adapters(cookies_session, tiny_phi3_dir):
-    """Two LoRA fine-tunes of the same tiny Phi-3, each exported as an adapter (different learning rates)."""
-    projects = []
-    for slug, learning_rate in (("phi3-adapter-one", "0.05"), ("phi3-adapter-two", "0.02")):
-        answers = {"local_model_path": str(tiny_phi3_dir), "export": "adapter", "project_slug": slug}
-        answers |= {"__max_steps": "4", "__learning_rate": learning_rate, "__lora_r": TINY_LORA_R}
-        answers["__export_search"] = "no"  # tested in test_tiny_phi3_end_to_end
-        project = BakedProject(cookies_session.bake(extra_context={**OFFLINE, **answers}))
-        _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
-        projects.append(project)
-    return projects
 
 
 SWITCHING = """
@@ -181,28 +175,6 @@ def test_a_bad_adapter_file_is_one_error_line(tiny_phi3_adapters, tmp_path):
         assert ERROR_LINE.match(result.stderr.strip()) and message in result.stderr, result.stderr[-2000:]
 
 
-def export_as_adapter(project, bake, answers):
-    """Re-export a trained project with the rendered export=adapter config. The two configs differ only
-    after the LoRA pass, so olive run in the same folder takes the trained adapter from Olive's cache:
-    both exports carry the same weights. The merged model moves to gen-model/merged-model/."""
-    adapter_config = bake(**{**answers, "project_slug": "adapter-twin"}, export="adapter").read_json(
-        "fine-tuning/olive-config.json"
-    )
-    merged_config = project.read_json("fine-tuning/olive-config.json")
-    assert {**adapter_config, "passes": None} == {**merged_config, "passes": None}
-    assert adapter_config["passes"]["finetune"] == merged_config["passes"]["finetune"]
-    shutil.move(project.path / "gen-model/model", project.path / "gen-model/merged-model")
-    # the documented switch: the first recipe alone (the adapter export's search runs in the tiny Phi-3 test)
-    adapter_config["search_strategy"] = False
-    (project.path / "fine-tuning/olive-config.json").write_text(json.dumps(adapter_config, indent=2))
-    exported = _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
-    log = exported.stdout + exported.stderr
-    assert "Loaded model from cache" in log and not re.search(r"Pass finetune:\w+ finished", log), log[-3000:]
-    # with the search off, the first recipe alone was built, and still scored against fp32
-    report = _check(project.run("fine-tuning/report.py")).stdout
-    assert "export recipe: int4 k_quant_mixed, block 32 (the only one built (search off)): validation" in report
-
-
 def test_the_model_table_has_the_demo_model_layer_count(demo_model_dir):
     """The table's layer count names every LoRA MatMul the adapter export keeps out of int4."""
     config = json.loads((demo_model_dir / "config.json").read_text())
@@ -219,9 +191,10 @@ def eval_accuracy(project, *extra, rows=80):
 # The columns format with these answers is what scripts/demo.sh runs (and scripts/measure_quality.py
 # measures); CI runs the chat format here, and the columns path through the tiny Phi-3 and the masking test.
 @pytest.mark.parametrize("data_format", ["messages"])
-def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format, tiny_phi3_adapters):
-    """SmolLM2 with every answer but the model (and the data format) at its default, as a user gets it;
-    then the same LoRA run exported as an adapter."""
+def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format):
+    """SmolLM2 with every answer but the model (and the data format) at its default, as a user gets it.
+    (The adapter export of such a fine-tune against its merged export, accuracy and speed, is measured by
+    scripts/measure_adapter.py, docs/measurements.md "Adapters": it costs a second export in CI.)"""
     demo_answers = yaml.safe_load((TEMPLATE / "scripts/demo-answers.yaml").read_text())["default_context"]
     assert demo_answers == {"project_name": "Tone Demo", "project_slug": "tone-demo", "base_model": DEMO_MODEL}
     project_answers = {**demo_answers, "local_model_path": str(demo_model_dir), "data_format": data_format}
@@ -259,22 +232,6 @@ def test_demo_with_default_answers_end_to_end(bake, demo_model_dir, data_format,
             answers = list(pool.map(ask, questions))
     assert len(answers) == 8
     assert all(answer.choices[0].message.content in LABELS for answer in answers), answers
-
-    export_as_adapter(project, bake, project_answers)
-    adapter = project.path / ADAPTER
-    assert adapter.stat().st_size <= 0.10 * (project.path / "gen-model/model/model.onnx").stat().st_size
-    # Same LoRA weights, the base quantized without them: a few rows may differ (measured: one of 80),
-    # never a broken adapter.
-    adapter_accuracy = eval_accuracy(project)
-    assert adapter_accuracy >= 0.7, adapter_accuracy
-    assert abs(adapter_accuracy - merged_accuracy) <= 0.1, (adapter_accuracy, merged_accuracy)
-    prompt = ["inferences/infer.py", "--prompt", "I finally got the job!", "--max-new-tokens", "12"]
-    fine_tuned = _check(project.run(*prompt)).stdout.strip()
-    base_alone = _check(project.run(*prompt, "--adapter", "none")).stdout.strip()
-    assert fine_tuned in LABELS and base_alone != fine_tuned, (fine_tuned, base_alone)
-    other_base = project.run(*prompt, "--adapter", str(tiny_phi3_adapters[0].path / ADAPTER))
-    assert other_base.returncode == 1, other_base.stderr[-2000:]
-    assert ERROR_LINE.match(other_base.stderr.strip()) and "does not fit the model" in other_base.stderr
 
 
 @pytest.mark.parametrize("data_format", ["columns", "messages"])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import CONTEXT, OFFLINE, TEMPLATE, BakedProject, running_server
+from conftest import ADAPTER, CONTEXT, OFFLINE, TEMPLATE, BakedProject, running_server
 from conftest import check as _check
 
 sys.path.insert(0, str(TEMPLATE / "scripts"))
@@ -32,7 +32,6 @@ MODELS = sorted(PUBLISHED_CONFIGS)
 # shape has (5,120 = 3,072 + 2 x 1,024). The Phi-3 shapes' adapter export (int4, the LoRA MatMuls kept out of
 # it by name) is the tiny Phi-3's of test_e2e.py, the same builder path and node names at another width.
 ADAPTER_MODELS = ["microsoft/Phi-4-mini-instruct"]
-ADAPTER = "gen-model/model/adapter_weights.onnx_adapter"
 # These runs build the model table's first int4 recipe alone (`__export_search=no`): for the Phi rows RTN with
 # the lm_head in int8 (template_logic.cpu_int4_recipes; k_quant_mixed quantizes with onnxruntime's numpy k-quant:
 # 142 s for one layer of Phi-3 here, and on Phi-4-mini its 200,064 x 3,072 lm_head alone takes over 20 GB,
@@ -73,17 +72,18 @@ def export_fp32(project):
 
 @pytest.fixture(scope="session")
 def phi_shape_dir(tmp_path_factory, demo_model_dir):
-    """The one-layer random-weight model of a published Phi shape, written once a session per model."""
-    written = {}
+    """The one-layer random-weight model of a published Phi shape: all four written at the first call, in one
+    process of their own (torch and transformers imported once; the pytest process stays small)."""
+    folders = {}
 
     def shape(model):
-        if model not in written:
-            folder = tmp_path_factory.mktemp(model.split("/")[-1].lower().replace(".", "-"))
-            # in a process of its own, as the other big steps: the pytest process stays small
-            writer = [sys.executable, str(TEMPLATE / "scripts/phi_shapes.py"), model, str(folder), "--layers", "1"]
+        if not folders:
+            for each in MODELS:
+                folders[each] = tmp_path_factory.mktemp(each.split("/")[-1].lower().replace(".", "-"))
+            pairs = [str(item) for each in MODELS for item in (each, folders[each])]
+            writer = [sys.executable, str(TEMPLATE / "scripts/phi_shapes.py"), *pairs, "--layers", "1"]
             _check(subprocess.run([*writer, "--tokenizer-from", str(demo_model_dir)], capture_output=True, text=True))
-            written[model] = folder
-        return written[model]
+        return folders[model]
 
     return shape
 
@@ -179,14 +179,21 @@ def test_real_shape_export_matches_pytorch(trained_shape, tmp_path, model):
 
 
 @pytest.mark.parametrize("model", ADAPTER_MODELS)
-def test_real_shape_exports_an_adapter(trained_shape, bake, model):
-    """The same trained project's LoRA run exported as an adapter (from Olive's cache), prompted with it and
-    without it."""
+def test_real_shape_exports_an_adapter(trained_shape, bake, tiny_phi3_adapters, model):
+    """The same trained project's LoRA run exported as an adapter (from Olive's cache), prompted with it,
+    without it, and refusing an adapter of another base model."""
     trained = trained_shape(model)
-    export_as_adapter(model, trained.project, bake, trained.answers)
+    project = trained.project
+    export_as_adapter(model, project, bake, trained.answers)
+    assert (project.path / ADAPTER).stat().st_size <= 0.01 * (
+        project.path / "gen-model/model/model.onnx.data"
+    ).stat().st_size
     prompt = ["inferences/infer.py", "--prompt", "I finally got the job!", "--max-new-tokens", "4"]
-    _check(trained.project.run(*prompt))
-    _check(trained.project.run(*prompt, "--adapter", "none"))
+    _check(project.run(*prompt))
+    _check(project.run(*prompt, "--adapter", "none"))
+    other_base = project.run(*prompt, "--adapter", str(tiny_phi3_adapters[0].path / ADAPTER))
+    assert other_base.returncode == 1 and "does not fit the model" in other_base.stderr, other_base.stderr[-2000:]
+    assert other_base.stderr.strip().startswith("ERROR: ") and len(other_base.stderr.strip().splitlines()) == 1
 
 
 def export_as_adapter(model, project, bake, answers):
@@ -202,3 +209,15 @@ def export_as_adapter(model, project, bake, answers):
     exported = _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
     assert "Loaded model from cache" in exported.stdout + exported.stderr
     assert (project.path / ADAPTER).is_file()
+
+
+def test_real_shape_trains_with_qlora(phi_shape_dir, bake):
+    """QLoRA at the default model's shape (Phi-3-mini-4k: its 3,072-wide fused projections in bitsandbytes' 4-bit
+    NF4 on the CPU during training), merged, exported and prompted. The Phi-3 shapes share these layers; Phi-4-mini's
+    int4 export does not fit here (FP32_ONLY), and QLoRA changes only training."""
+    model = "microsoft/Phi-3-mini-4k-instruct"
+    answers = {"base_model": model, "local_model_path": str(phi_shape_dir(model)), "finetune_method": "qlora"}
+    project = bake(**answers, __max_steps="1", project_slug="real-qlora", **NO_SEARCH)
+    assert project.read_json("fine-tuning/olive-config.json")["passes"]["finetune"]["type"] == "QLoRA"
+    _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
+    _check(project.run("inferences/infer.py", "--prompt", "I finally got the job!", "--max-new-tokens", "4"))

@@ -15,7 +15,7 @@ from conftest import check
 pytestmark = pytest.mark.slow
 
 # 200 steps of 4 rows at a checkpoint every 20: long enough to stop the run after its first checkpoint
-# (measured: 60 steps train in 5 s), short enough for CI. Rank 8: see TINY_LORA_R in test_e2e.py.
+# (measured: 60 steps train in 5 s), short enough for CI. Rank 8: see TINY_LORA_R in conftest.py.
 # the export search is tested in test_e2e.py; here one recipe is enough
 TINY_SCHEDULE = {"__epochs": "0.1", "__min_steps": "200", "__lora_r": "8", "__export_search": "no"}
 
