@@ -102,8 +102,8 @@ def main(argv=None):
     parser.add_argument("--tokenizer-from", type=Path, required=True, help="a SmolLM2-135M-Instruct model folder")
     parser.add_argument("--layers", type=int, default=1, help="hidden layers (the published count: 32)")
     args = parser.parse_args(argv)
-    pairs = list(zip(args.pairs[::2], args.pairs[1::2], strict=False))
-    if len(args.pairs) % 2 or any(model not in PUBLISHED_CONFIGS for model, _ in pairs):
+    pairs = [] if len(args.pairs) % 2 else list(zip(args.pairs[::2], args.pairs[1::2], strict=True))
+    if not pairs or any(model not in PUBLISHED_CONFIGS for model, _ in pairs):
         parser.error(f"give MODEL OUT pairs, MODEL one of: {models}")
     for model, out in pairs:
         write_shape(model, Path(out), args.tokenizer_from, args.layers)

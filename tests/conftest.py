@@ -3,6 +3,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -156,6 +157,7 @@ def tiny_phi3_dir(tmp_path_factory, demo_model_dir):
 
 
 ADAPTER = "gen-model/model/adapter_weights.onnx_adapter"
+ERROR_LINE = re.compile(r"^ERROR: .+$")  # one line: what went wrong and what to do
 # Not the table's 64: the tiny model's projections are 64 wide, and with the rank equal to a projection's
 # width onnxruntime 1.32 reuses the (empty) LoRA buffer for that projection's output when no adapter is
 # active ("Shape mismatch attempting to re-use buffer. {1,13,0} != {1,13,64}"); real models are wider.

@@ -12,7 +12,7 @@ import re
 
 import pytest
 import yaml
-from conftest import ADAPTER, CONTEXT, DEMO_MODEL, TEMPLATE, TINY_LORA_R, running_server
+from conftest import ADAPTER, CONTEXT, DEMO_MODEL, ERROR_LINE, TEMPLATE, TINY_LORA_R, running_server
 from conftest import check as _check
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,6 @@ SCORE_LINE = re.compile(r"^(accuracy|token_f1): (\d\.\d{3}) \(n=(\d+)\)$")
 
 EVAL_ANSWERS = "gen-model/report/eval-answers.jsonl"
 LABELS = {"joy", "sadness", "fear", "surprise"}  # the sample data's
-ERROR_LINE = re.compile(r"^ERROR: .+$")
 
 
 # The export search on the adapter export (each recipe scored with the adapter applied); the merged export with
@@ -181,10 +180,10 @@ def test_the_model_table_has_the_demo_model_layer_count(demo_model_dir):
     assert CONTEXT["_models"][DEMO_MODEL]["layers"] == config["num_hidden_layers"]
 
 
-def eval_accuracy(project, *extra, rows=80):
-    result = _check(project.run("inferences/infer.py", "--eval", *extra))
+def eval_accuracy(project):
+    result = _check(project.run("inferences/infer.py", "--eval"))
     match = ACCURACY_LINE.match(result.stdout.strip().splitlines()[-1])
-    assert match and int(match.group(2)) == rows, result.stdout[-500:]
+    assert match and int(match.group(2)) == 80, result.stdout[-500:]
     return float(match.group(1))
 
 

@@ -76,12 +76,10 @@ def best_adapter(project: Project) -> Path | None:
     """The LoRA weights the fine-tune ended with: the best checkpoint the Trainer kept (its adapter is what
     the LoRA pass returned, load_best_model_at_end), else the latest; None when there is none."""
     checkpoints = project.checkpoint_dir
-    if checkpoints is None or not checkpoints.is_dir():
-        return None
-    latest = last_checkpoint(checkpoints)
+    latest = last_checkpoint(checkpoints) if checkpoints is not None else None
     if latest is None:
         return None
-    state = json.loads((Path(latest) / "trainer_state.json").read_text(encoding="utf-8"))
+    state = json.loads((latest / "trainer_state.json").read_text(encoding="utf-8"))
     best = Path(state.get("best_model_checkpoint") or latest)
     # the Trainer records the path as it was given: relative to the project root
     return best if (best / "adapter_model.safetensors").is_file() else None

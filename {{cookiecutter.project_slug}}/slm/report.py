@@ -32,7 +32,7 @@ def read_training(project: Project) -> dict:
     latest = last_checkpoint(checkpoints)
     if latest is None:
         raise UserError(f"no checkpoint in {checkpoints.as_posix()}: train first", retry=retry)
-    state_file = Path(latest) / "trainer_state.json"
+    state_file = latest / "trainer_state.json"
     state = json.loads(state_file.read_text(encoding="utf-8"))
     record_file = run_record(checkpoints)
     record = json.loads(record_file.read_text(encoding="utf-8")) if record_file.is_file() else {}
