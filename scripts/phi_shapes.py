@@ -83,7 +83,9 @@ def write_shape(model, out, smollm2_dir, layers=1, seed=0):
     default_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
-        network = Phi3ForCausalLM(Phi3Config(**config))
+        # a copy: transformers 5 adds its own keys to the rope_scaling dict it is given (rope_theta,
+        # rope_type, partial_rotary_factor), and config.json must stay the hub's
+        network = Phi3ForCausalLM(Phi3Config(**json.loads(json.dumps(config))))
     finally:
         torch.set_default_dtype(default_dtype)
     network.save_pretrained(out)

@@ -6,8 +6,11 @@ KV heads, tied embeddings and 200,064-token vocabulary), trained with the defaul
 (+ local_model_path, one training step), exported merged (and Phi-4-mini also as an adapter), used
 through infer.py and the server, then the fidelity of the export measured:
 
-- fp32 ONNX against the merged PyTorch model: the logits of every position of a few prompts.
+- fp32 ONNX against the merged PyTorch model: the logits of every position of a few prompts, at the start of
+  the context and far into it (past the 4,096 positions where LongRoPE's long factors take over), and against
+  the model before fine-tuning, which must differ (else a dropped LoRA delta would pass).
 - int4 against fp32 ONNX: the greedy (arg-max) next token at every position.
+- An export from a wrong LongRoPE value must fail the first check.
 """
 
 import json
@@ -23,6 +26,7 @@ from conftest import check as _check
 
 sys.path.insert(0, str(TEMPLATE / "scripts"))
 from phi_published import PUBLISHED_CONFIGS  # noqa: E402
+from shape_fidelity import LOGIT_TOLERANCE  # noqa: E402
 
 FIDELITY = Path(__file__).resolve().parent / "shape_fidelity.py"
 pytestmark = [pytest.mark.slow, pytest.mark.stack]
@@ -38,10 +42,6 @@ ADAPTER_MODELS = ["microsoft/Phi-4-mini-instruct"]
 # docs/measurements.md, "int4 on the real shapes"). The search itself runs on the tiny Phi-3 and SmolLM2
 # (test_e2e.py); here it would build every shape three times.
 NO_SEARCH = {"__export_search": "no"}
-# fp32 ONNX against PyTorch fp32: the same arithmetic in another order (fused attention, the rotary cache),
-# measured 1.5e-6 to 2.1e-6 of the logits' largest magnitude; a dropped LoRA delta moved them by 5.9e-3 (the
-# mutations in docs/measurements.md)
-LOGIT_TOLERANCE = 1e-3
 # int4 against fp32, on every position of the prompts: the share whose arg-max (greedy) next token agrees, and
 # the share whose fp32 arg-max is among int4's five highest. A random-weight model's logits are nearly flat (the
 # top two a few hundredths apart), so int4's rounding flips many arg-maxes that a trained model's margins would
@@ -151,6 +151,8 @@ def test_real_shape_export_matches_pytorch(trained_shape, tmp_path, model):
     trained = trained_shape(model)
     project, published = trained.project, PUBLISHED_CONFIGS[model]
     model_dir = project.path / "gen-model/model"
+    # the model as a hub download has it: the published config.json key for key, one layer
+    assert json.loads((trained.shape / "config.json").read_text()) == {**published, "num_hidden_layers": 1}
     genai = json.loads((model_dir / "genai_config.json").read_text())["model"]
     assert genai["type"] == "phi3" and genai["vocab_size"] == published["vocab_size"]
     assert genai["decoder"]["num_key_value_heads"] == published["num_key_value_heads"]
@@ -161,12 +163,15 @@ def test_real_shape_export_matches_pytorch(trained_shape, tmp_path, model):
         fp32_dir, int4_dir, export = model_dir, "none", []
     else:  # the fp32 export built in the same process as the comparison (one start of torch and the builder)
         fp32_dir, int4_dir, export = tmp_path / "fp32", model_dir, ["--export-fp32", str(tmp_path / "builder-cache")]
+    base = ["--base", str(trained.shape)]
     compared = project.run(
-        str(FIDELITY), "compare", str(merged), str(fp32_dir), str(int4_dir), str(trained.shape), *export
+        str(FIDELITY), "compare", str(merged), str(fp32_dir), str(int4_dir), str(trained.shape), *export, *base
     )
     figures = json.loads(_check(compared).stdout.strip().splitlines()[-1])
     print(f"\n{model}: {figures}")
-    assert figures["difference"] <= LOGIT_TOLERANCE, figures
+    assert figures["difference"] <= LOGIT_TOLERANCE and figures["far_difference"] <= LOGIT_TOLERANCE, figures
+    # the fine-tune's one step moves the logits by more than the tolerance: an export without the LoRA delta fails
+    assert figures["base_difference"] > LOGIT_TOLERANCE, figures
     if model not in FP32_ONLY:
         assert figures["greedy"] >= GREEDY_AGREEMENT and figures["top5"] >= TOP5_AGREEMENT, figures
 
@@ -176,6 +181,23 @@ def test_real_shape_export_matches_pytorch(trained_shape, tmp_path, model):
     with running_server(project) as url:
         reply = ask_server(url)
     assert reply["choices"][0]["finish_reason"] in {"length", "stop"}, reply
+
+
+def test_a_wrong_rope_value_fails_the_fidelity_check(phi_shape_dir, tmp_path):
+    """Phi-3.5-mini exported from its config.json with LongRoPE's long factors doubled: the short prompts cannot
+    see it (the long factors apply past 4,096 tokens), the prompts far into the context must. The other wrong
+    values (RoPE base, short factors, partial rotary, sliding window) on every shape: scripts/measure_fidelity.py."""
+    shape, mutated = phi_shape_dir("microsoft/Phi-3.5-mini-instruct"), tmp_path / "long-factors-doubled"
+    exported = tmp_path / "fp32"  # the mutated config's export, compared with the true config's PyTorch model
+
+    def fidelity(*args):
+        return _check(subprocess.run([sys.executable, FIDELITY, *map(str, args)], capture_output=True, text=True))
+
+    fidelity("mutate", shape, mutated, "LongRoPE long factors doubled")
+    fidelity("export", mutated, exported, tmp_path / "cache")
+    figures = json.loads(fidelity("compare", shape, exported, "none", shape).stdout.strip().splitlines()[-1])
+    print(f"\nlong factors doubled: {figures}")
+    assert figures["difference"] <= LOGIT_TOLERANCE < figures["far_difference"], figures
 
 
 @pytest.mark.parametrize("model", ADAPTER_MODELS)

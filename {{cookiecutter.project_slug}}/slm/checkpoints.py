@@ -29,14 +29,20 @@ DISPLAY_ONLY = ("overwrite_output_dir", "report_to", "log_level", "logging_steps
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
-def last_checkpoint(checkpoints: Path) -> Path | None:
-    """The checkpoint of the highest step in `checkpoints`, as transformers' `get_last_checkpoint` finds the
-    one a run resumes from; here without importing transformers (10 s of imports for a folder listing)."""
-    steps = {
+def checkpoints_by_step(checkpoints: Path) -> dict[int, Path]:
+    """The Trainer's checkpoint folders in `checkpoints`, by step: the folders transformers'
+    `get_last_checkpoint` chooses among (a `checkpoint-x` folder or a file named `checkpoint-200` is not one)."""
+    return {
         int(match.group(1)): path
         for path in (checkpoints.iterdir() if checkpoints.is_dir() else ())
         if (match := CHECKPOINT_NAME.match(path.name)) and path.is_dir()
     }
+
+
+def last_checkpoint(checkpoints: Path) -> Path | None:
+    """The checkpoint of the highest step in `checkpoints`, as transformers' `get_last_checkpoint` finds the
+    one a run resumes from; here without importing transformers (10 s of imports for a folder listing)."""
+    steps = checkpoints_by_step(checkpoints)
     return steps[max(steps)] if steps else None
 
 
@@ -71,14 +77,14 @@ def guard_checkpoints(project, schedule):
         return False
     # a checkpoint cut off while being saved (stopped mid-save) has no trainer_state.json, the Trainer's
     # last file of a save, and the Trainer would fail on it: the one before it is where to resume
-    for partial in [path for path in checkpoints.glob("checkpoint-*") if not (path / "trainer_state.json").is_file()]:
+    saved = checkpoints_by_step(checkpoints).values()
+    for partial in [path for path in saved if not (path / "trainer_state.json").is_file()]:
         shutil.rmtree(partial)
         logger.warning("%s was cut off while being saved: removed", partial.as_posix())
     record = run_record(checkpoints)
     fingerprint = run_fingerprint(project)
     previous = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
-    has_checkpoints = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-    resume = has_checkpoints and previous.get("fingerprint") == fingerprint
+    resume = last_checkpoint(checkpoints) is not None and previous.get("fingerprint") == fingerprint
     if project.training_args.get("overwrite_output_dir"):
         resume = False
     if checkpoints.is_dir() and any(checkpoints.iterdir()) and not resume:
@@ -132,6 +138,6 @@ def check_project_at_start():
     checkpoints = project.checkpoint_dir
     if checkpoints is None:
         return
-    if checkpoints.is_dir() and any(checkpoints.iterdir()) and not any(checkpoints.glob("checkpoint-*")):
+    if checkpoints.is_dir() and any(checkpoints.iterdir()) and last_checkpoint(checkpoints) is None:
         move_aside(checkpoints, "holds no checkpoint")
     checkpoints.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
-from slm.checkpoints import last_checkpoint, run_fingerprint
+from slm.checkpoints import guard_checkpoints, last_checkpoint, run_fingerprint
 from slm.data import load_rows
 from slm.olive_check import check_config
 from slm.prepare import duplicate_key
@@ -121,6 +122,28 @@ def test_last_checkpoint_is_the_one_the_trainer_resumes_from(tmp_path):
         (tmp_path / name).mkdir()
     (tmp_path / "checkpoint-200").write_text("a file, not a checkpoint")
     assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-10" == Path(get_last_checkpoint(str(tmp_path)))
+
+
+def test_only_the_trainers_checkpoint_folders_decide_a_resume(tmp_path):
+    """A stray `checkpoint-x` folder or a file named `checkpoint-200` is not a checkpoint to resume from (Olive's
+    LoRA pass resumes from `get_last_checkpoint`'s choice); a checkpoint cut off mid-save goes, the one before stays."""
+    config = copy.deepcopy(PROJECT.config)
+    checkpoints = tmp_path / "checkpoints"
+    config["passes"]["finetune"]["config"]["training_args"]["output_dir"] = str(checkpoints)
+    project = Project(config, PROJECT.config_path)
+    schedule = SimpleNamespace(rows=24, batch_size=8, steps=6, passes=2.0)
+    assert guard_checkpoints(project, schedule) is False  # the first run: nothing to resume
+
+    (checkpoints / "checkpoint-x").mkdir(parents=True)
+    (checkpoints / "checkpoint-200").write_text("a file, not a checkpoint")
+    assert guard_checkpoints(project, schedule) is False  # the same run's folder, but no checkpoint in it
+    assert not checkpoints.exists() and (tmp_path / "checkpoints.previous/checkpoint-200").is_file()
+
+    for step in (10, 20):
+        (checkpoints / f"checkpoint-{step}").mkdir(parents=True)
+    (checkpoints / "checkpoint-10/trainer_state.json").write_text("{}")
+    assert guard_checkpoints(project, schedule) is True
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["checkpoint-10"]
 
 
 def test_a_changed_training_setting_is_another_run_and_a_logging_setting_is_not():
