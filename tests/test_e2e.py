@@ -9,6 +9,7 @@
 import concurrent.futures
 import json
 import re
+import shutil
 
 import pytest
 import yaml
@@ -172,6 +173,21 @@ def test_a_bad_adapter_file_is_one_error_line(tiny_phi3_adapters, tmp_path):
         result = project.run("inferences/infer.py", "--prompt", "hello", "--adapter", str(adapter))
         assert result.returncode == 1, result.stderr[-2000:]
         assert ERROR_LINE.match(result.stderr.strip()) and message in result.stderr, result.stderr[-2000:]
+
+
+def test_a_failed_pass_ends_olive_run_with_an_error(bake, tiny_phi3_dir, tmp_path):
+    """Olive 0.13 catches a pass's error, logs it and exits 0; the project's run ends with one ERROR line, the
+    command to retry and exit status 1 (slm/olive_compat.py). Here the LoRA pass cannot build the model."""
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_phi3_dir, broken)
+    config = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "hidden_act": "no-such-activation"}))
+    project = bake(local_model_path=str(broken), __max_steps="1", project_slug="failed-pass")
+    result = project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json")
+    assert "No output model produced" in result.stdout + result.stderr, result.stderr[-3000:]
+    error, retry = result.stderr.strip().splitlines()[-2:]
+    assert result.returncode == 1 and ERROR_LINE.match(error) and "produced no model" in error, result.stderr[-3000:]
+    assert retry == "Retry from the project root: olive run --config fine-tuning/olive-config.json"
 
 
 def test_the_model_table_has_the_demo_model_layer_count(demo_model_dir):

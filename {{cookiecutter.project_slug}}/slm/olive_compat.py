@@ -1,5 +1,6 @@
-"""Fixes to Olive 0.13.0 that the export search needs, applied when Olive imports slm/olive_eval.py
-(while it reads the config, before it runs anything).
+"""Fixes to Olive 0.13.0. The first two are what the export search needs, applied when Olive imports
+slm/olive_eval.py; the third is for every run, set when Olive imports slm/olive_data.py. Both imports
+happen while Olive reads the config, before it runs anything.
 
 1. Olive cannot write out a config with a custom metric: `olive run` serialises the whole
    workflow config before it runs, and a custom metric has no `backend` and its sub-types no
@@ -9,10 +10,21 @@
 2. A search fails at its second candidate: the passes before the builder come from the cache, and
    recording them again in the footprint sets `model_config`, which FootprintNode only accepts by
    its alias at construction (`"FootprintNode" object has no field "model_config"`).
+3. A failed pass ends `olive run` with exit status 0: Olive catches the error, logs its traceback and
+   "No output model produced", and returns (a MemoryError in ModelBuilder, a full disk, a config the
+   model cannot load). `fail_when_no_model_is_produced` makes such a run end with an `ERROR:` line, the
+   command to retry and exit status 1, so that a script or CI job running `olive run` stops there.
 """
+
+import atexit
+import logging
+import os
+import sys
 
 from olive.engine.footprint import FootprintNode
 from olive.evaluator import metric as olive_metric
+
+RETRY = "olive run --config fine-tuning/olive-config.json"
 
 
 def _dump_or_keep(self, value):
@@ -28,3 +40,35 @@ def apply() -> None:
     olive_metric.Metric.serialize_backend.__code__ = _dump_or_keep.__code__
     olive_metric.SubMetric.serialize_metric_config.__code__ = _dump_or_keep.__code__
     FootprintNode.update = _update_footprint_node
+
+
+class _NoModelWatch(logging.Handler):
+    """Notes the warning Olive's engine logs at the end of a run that produced no model. (With the config's
+    log_severity_level above 2, Olive drops warnings before any handler sees them: the run then ends with 0.)"""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.no_model = False
+
+    def emit(self, record):
+        if record.getMessage().startswith("No output model produced"):
+            self.no_model = True
+
+
+def fail_when_no_model_is_produced() -> None:
+    watch = _NoModelWatch()
+    logging.getLogger("olive.engine.engine").addHandler(watch)
+
+    def exit_status():
+        if watch.no_model:
+            sys.stdout.flush()
+            print(
+                'ERROR: olive run produced no model: a pass failed (its error is above, after "Pass run failed"'
+                ' or "Failed to run Olive"); fix what it says',
+                file=sys.stderr,
+            )
+            print(f"Retry from the project root: {RETRY}", file=sys.stderr, flush=True)
+            # an exit handler cannot set the exit status otherwise (SystemExit is ignored there)
+            os._exit(1)
+
+    atexit.register(exit_status)

@@ -41,6 +41,7 @@ import torch
 from olive.data.registry import Registry
 
 from slm.checkpoints import check_project_at_start, guard_checkpoints
+from slm.olive_compat import fail_when_no_model_is_produced
 from slm.project import Project
 from slm.prompts import ChatTask, ColumnsTask, common_prefix
 from slm.schedule import Schedule, row_order
@@ -60,6 +61,7 @@ torch.manual_seed(ADAPTER_INIT_SEED)
 # Before any pass runs: refuse data the recorded data_version does not match (Olive's cache would reuse the
 # model trained on the old data), and get the checkpoint folder ready (slm/checkpoints.py)
 check_project_at_start()
+fail_when_no_model_is_produced()
 # training_args.log_level "info" shows the Trainer's plan, its evaluations and the checkpoint it keeps;
 # without this, every checkpoint save also prints the base model's whole config.json
 logging.getLogger("transformers.configuration_utils").setLevel(logging.WARNING)
