@@ -91,7 +91,7 @@ def mutate(model_dir, out, mutation):
     """MODEL_DIR with MUTATIONS[mutation] applied to its config.json, the other files linked; False where the
     model has nothing to mutate."""
     true_config = json.loads((model_dir / "config.json").read_text())
-    config = MUTATIONS[mutation](json.loads(json.dumps(true_config)))
+    config = MUTATIONS[mutation](true_config)  # each builds a new config; true_config stays as read
     if config is None or config == true_config:  # Phi-4-mini's short factors are all 1.0, for one
         return False
     out.mkdir(parents=True)
@@ -194,24 +194,25 @@ def random_past(config, length, seed=0):
     ]
 
 
-def largest_difference(reference, exported, prompt_ids, past=None):
-    """The largest |exported - reference| logit over the largest |reference| logit, at every position."""
+def logits(model, prompt_ids, past=None):
+    """The logits of every position of each prompt (after `past`, a KV cache, when given)."""
+    return [model(ids, past) for ids in prompt_ids]
+
+
+def largest_difference(expected, exported):
+    """The largest |exported - expected| logit over the largest |expected| logit, over every prompt's positions."""
     import numpy as np
 
-    differences = []
-    for ids in prompt_ids:
-        expected = reference(ids, past)
-        differences.append(float(np.abs(exported(ids, past) - expected).max() / np.abs(expected).max()))
-    return max(differences)
+    return max(float(np.abs(out - ref).max() / np.abs(ref).max()) for ref, out in zip(expected, exported, strict=True))
 
 
-def agreement(fp32, int4, prompt_ids):
+def agreement(fp32, int4):
     """The share of positions whose int4 arg-max is fp32's; the share whose fp32 arg-max is in int4's top five."""
     import numpy as np
 
     greedy, top5 = [], []
-    for ids in prompt_ids:
-        quantized, best = int4(ids), fp32(ids).argmax(axis=-1)
+    for exported, quantized in zip(fp32, int4, strict=True):
+        best = exported.argmax(axis=-1)
         greedy.extend(quantized.argmax(axis=-1) == best)
         top5.extend((np.argsort(quantized, axis=-1)[:, -5:] == best[:, None]).any(axis=-1))
     return float(np.mean(greedy)), float(np.mean(top5))
@@ -224,18 +225,20 @@ def compare(reference_dir, fp32_dir, int4_dir, tokenizer_dir, base_dir=None):
     prompt_ids = [tokenizer(prompt, add_special_tokens=False)["input_ids"] for prompt in PROMPTS]
     reference, fp32 = TorchLogits(reference_dir), OnnxLogits(fp32_dir)
     start = far_start(reference.network.config, max(map(len, prompt_ids)))
+    past = random_past(reference.network.config, start)
+    exported = logits(fp32, prompt_ids)  # the short prompts' fp32 logits, used by every figure below
     figures = {
-        "difference": largest_difference(reference, fp32, prompt_ids),
-        "far_difference": largest_difference(reference, fp32, prompt_ids, random_past(reference.network.config, start)),
+        "difference": largest_difference(logits(reference, prompt_ids), exported),
+        "far_difference": largest_difference(logits(reference, prompt_ids, past), logits(fp32, prompt_ids, past)),
         "far_position": start,
         "greedy": None,
         "top5": None,
     }
     if int4_dir.name != "none":
-        figures["greedy"], figures["top5"] = agreement(fp32, OnnxLogits(int4_dir), prompt_ids)
+        figures["greedy"], figures["top5"] = agreement(exported, logits(OnnxLogits(int4_dir), prompt_ids))
     if base_dir is not None:
         del reference
-        figures["base_difference"] = largest_difference(TorchLogits(base_dir), fp32, prompt_ids)
+        figures["base_difference"] = largest_difference(logits(TorchLogits(base_dir), prompt_ids), exported)
     return figures
 
 

@@ -24,7 +24,9 @@ import sys
 from olive.engine.footprint import FootprintNode
 from olive.evaluator import metric as olive_metric
 
-RETRY = "olive run --config fine-tuning/olive-config.json"
+from slm.project import OLIVE_CONFIG
+
+RETRY = f"olive run --config {OLIVE_CONFIG.as_posix()}"
 
 
 def _dump_or_keep(self, value):
