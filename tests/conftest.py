@@ -1,3 +1,4 @@
+import collections
 import contextlib
 import importlib
 import importlib.util
@@ -31,6 +32,21 @@ AZUREML_ANSWERS = {"compute": "azureml", "device": "cuda"}
 TOOL_CACHES = ("__pycache__", ".ruff_cache", ".pytest_cache")
 for cache in (p for name in TOOL_CACHES for p in (TEMPLATE / "{{cookiecutter.project_slug}}").rglob(name)):
     shutil.rmtree(cache)
+
+# Where CI's time goes, by file: a session fixture's setup counts in the file of its first user.
+SECONDS_PER_FILE = collections.Counter()
+
+
+def pytest_runtest_logreport(report):
+    SECONDS_PER_FILE[report.nodeid.split("::")[0]] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SECONDS_PER_FILE:
+        terminalreporter.section("seconds per test file (setup, call and teardown)")
+        for path, seconds in SECONDS_PER_FILE.most_common():
+            terminalreporter.write_line(f"{seconds:8.1f} s  {path}")
+
 
 # every test bakes offline unless it says otherwise
 OFFLINE = {"download_model": "no", "install_dependencies": "no"}
@@ -164,18 +180,40 @@ ERROR_LINE = re.compile(r"^ERROR: .+$")  # one line: what went wrong and what to
 TINY_LORA_R = "8"
 
 
+# The tiny Phi-3 exported merged with the search switched off: test_e2e's end-to-end run of it is also the
+# project test_serve serves (one `olive run` for both files).
+TINY_MERGED = {"finetune_method": "lora", "data_format": "columns", "export": "merged", "project_slug": "served"}
+
+
 @pytest.fixture(scope="session")
-def tiny_phi3_adapters(cookies_session, tiny_phi3_dir):
+def tiny_phi3_project(cookies_session, tiny_phi3_dir):
+    """A tiny Phi-3 project after `olive run` (4 LoRA steps unless answered otherwise), made once a session for
+    each set of answers. `search=False` switches the export search off in the rendered config, as documented."""
+    projects = {}
+
+    def train(search=True, **answers):
+        key = (search, *sorted(answers.items()))
+        if key not in projects:
+            answers = {**OFFLINE, "local_model_path": str(tiny_phi3_dir), "__max_steps": "4", **answers}
+            project = BakedProject(cookies_session.bake(extra_context=answers))
+            if not search:
+                config = {**project.read_json("fine-tuning/olive-config.json"), "search_strategy": False}
+                (project.path / "fine-tuning/olive-config.json").write_text(json.dumps(config))
+            check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
+            projects[key] = project
+        return projects[key]
+
+    return train
+
+
+@pytest.fixture(scope="session")
+def tiny_phi3_adapters(tiny_phi3_project):
     """Two LoRA fine-tunes of the same tiny Phi-3, each exported as an adapter (different learning rates)."""
-    projects = []
-    for slug, learning_rate in (("phi3-adapter-one", "0.05"), ("phi3-adapter-two", "0.02")):
-        answers = {"local_model_path": str(tiny_phi3_dir), "export": "adapter", "project_slug": slug}
-        answers |= {"__max_steps": "4", "__learning_rate": learning_rate, "__lora_r": TINY_LORA_R}
-        answers["__export_search"] = "no"  # tested in test_tiny_phi3_end_to_end
-        project = BakedProject(cookies_session.bake(extra_context={**OFFLINE, **answers}))
-        check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
-        projects.append(project)
-    return projects
+    answers = {"export": "adapter", "__lora_r": TINY_LORA_R, "__export_search": "no"}  # search: test_e2e's
+    return [
+        tiny_phi3_project(**answers, project_slug=slug, __learning_rate=learning_rate)
+        for slug, learning_rate in (("phi3-adapter-one", "0.05"), ("phi3-adapter-two", "0.02"))
+    ]
 
 
 def free_port():

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import OFFLINE, BakedProject, check, free_port, running_server
+from conftest import TINY_MERGED, free_port, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -22,14 +22,10 @@ GREEDY_TEXT = "I got the job!"
 
 
 @pytest.fixture(scope="session")
-def served_project(cookies_session, tiny_phi3_dir):
-    """A project whose gen-model/model is a real ONNX model (4 LoRA steps on the tiny Phi-3)."""
-    result = cookies_session.bake(
-        extra_context={**OFFLINE, "local_model_path": str(tiny_phi3_dir), "__max_steps": "4", "project_slug": "served"}
-    )
-    project = BakedProject(result)
-    check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
-    return project
+def served_project(tiny_phi3_project):
+    """A project whose gen-model/model is a real ONNX model (4 LoRA steps on the tiny Phi-3, merged): the one
+    test_e2e runs end to end, named "served"."""
+    return tiny_phi3_project(search=False, **TINY_MERGED)
 
 
 @pytest.fixture(scope="module")
