@@ -90,16 +90,17 @@ class AnswerError(Exception):
     """An answer the template cannot use; the message says what to change."""
 
 
-def _project_prompts():
-    """The generated project's slm/prompts.py, the one definition of the training text (no dependencies)."""
-    path = TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "slm" / "prompts.py"
-    spec = importlib.util.spec_from_file_location("project_prompts", path)
+def _project_module(relative):
+    """A dependency-free module of the generated project, the one definition of what it holds."""
+    path = TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / relative
+    spec = importlib.util.spec_from_file_location("project_" + path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-PROMPTS = _project_prompts()
+PROMPTS = _project_module("slm/prompts.py")  # the training text
+SEARCH_METRICS = _project_module("slm/search_metrics.py")  # the export search's evaluator and metrics
 
 
 def template_fields(template):
@@ -298,29 +299,20 @@ def cpu_int4_recipes(answers):
 # search space").
 
 # The export search: Olive's search over the builder recipes, each scored by the project's evaluator
-EXPORT_EVALUATOR = "validation"
 EXPORT_SEARCH = {"execution_order": "joint", "sampler": "sequential", "include_pass_params": False}
-# (name, priority, higher_is_better); priority -1: reported, not ranked (slm/olive_eval.py)
-EXPORT_SUB_METRICS = (
-    ("selection", 1, True),
-    ("tokens_per_second", 2, True),
-    ("score", -1, True),
-    ("fp32_score", -1, True),
-    ("size_mb", -1, False),
-)
 
 
 def export_evaluator():
     return {
-        "type": "ExportSearchEvaluator",
+        "type": SEARCH_METRICS.EVALUATOR_TYPE,
         "user_script": "slm/olive_eval.py",
         "metrics": [
             {
-                "name": "export",
+                "name": SEARCH_METRICS.METRIC,
                 "type": "custom",
                 "sub_types": [
                     {"name": name, "priority": priority, "higher_is_better": higher}
-                    for name, priority, higher in EXPORT_SUB_METRICS
+                    for name, priority, higher in SEARCH_METRICS.SUB_METRICS
                 ],
             }
         ],
@@ -471,8 +463,8 @@ def olive_config(raw_answers):
     search = {}
     if searches_export(answers):
         search = {
-            "evaluators": {EXPORT_EVALUATOR: export_evaluator()},
-            "evaluator": EXPORT_EVALUATOR,
+            "evaluators": {SEARCH_METRICS.EVALUATOR_NAME: export_evaluator()},
+            "evaluator": SEARCH_METRICS.EVALUATOR_NAME,
             # `"search_strategy": false` builds the first recipe alone (and still scores it)
             "search_strategy": EXPORT_SEARCH,
             # the base model's score is of no use: the candidates are measured against the fine-tune in fp32

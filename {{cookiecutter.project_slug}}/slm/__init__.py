@@ -13,6 +13,7 @@ Shared
 - engines:         generation on ONNX Runtime GenAI or PyTorch, one interface, and the one rule for
                    what of the generated text is the answer (AnswerText)
 - progress:        progress bars that do not flood a log
+- generation:      the generation layer: input or a row into the trained prompt, the answer into text
 
 Training
 - schedule:        how many steps a data set gets, from its row count; the validation split's size
@@ -23,6 +24,7 @@ Training
                    against the fine-tune in fp32, during `olive run`
 - olive_compat:    fixes to Olive 0.13.0: what the export search needs, and a failed pass ending
                    `olive run` with exit status 1 (Olive's own is 0)
+- search_metrics:  the export search's metric schema, one definition (the template reads it too)
 - export_report:   the int4 recipes `olive run` tried and the one it kept, from Olive's footprint
 - report:          the loss curve and summary line of a training run, and the export table
                    (fine-tuning/report.py)
@@ -34,6 +36,7 @@ Command-line tools
 - prepare:         checking and splitting a dataset (datasets/prepare.py)
 - infer:           prompting, chatting with and evaluating the model (inferences/infer.py)
 - benchmark:       ONNX Runtime GenAI against PyTorch and llama.cpp (inferences/benchmark.py)
+- measure:         one engine's measurement in a child process (the benchmark, the search's decode speed)
 - bandwidth:       the weight bytes read per token and a memory-bandwidth probe, for the benchmark
 - llama_peer:      llama.cpp as an optional peer in the benchmark (GGUF conversion, LlamaCppEngine)
 - serve_load:      load figures against a running server (inferences/serve_load.py)

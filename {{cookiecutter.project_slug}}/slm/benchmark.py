@@ -33,18 +33,13 @@ Writes gen-model/benchmark.json and gen-model/benchmark.png. The last line print
 
 import argparse
 import json
-import signal
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from slm import bandwidth, export_report, llama_peer
 from slm.data import load_rows
-from slm.engines import ENGINES, TextGenerator, answer_line, load_tokenizer, weights_size_bytes
 from slm.errors import UserError, cli
-from slm.metrics import percentile, score
+from slm.measure import CHILD_ENGINES, ChildSettings, measure, run_child
 from slm.project import Project, merged_model_dir, trained_adapter_dir
 
 RESULTS = Path("gen-model/benchmark.json")
@@ -53,155 +48,6 @@ CHART = Path("gen-model/benchmark.png")
 ALL_ROWS_UP_TO = 300
 DEFAULT_PROMPTS = 20
 PEER_DIR = Path("gen-model/llama-peer")
-# the child processes can run the llama.cpp peer too (imported only when measured)
-CHILD_ENGINES = {**ENGINES, "llama": llama_peer.LlamaCppEngine}
-
-
-class PeakMemory:
-    """Peak resident memory of this process, sampled between prompts (psutil works on every OS)."""
-
-    def __init__(self):
-        import psutil
-
-        self.process = psutil.Process()
-        self.peak = 0
-
-    def sample(self):
-        info = self.process.memory_info()
-        # Windows reports the true peak; elsewhere the samples between prompts stand for it
-        self.peak = max(self.peak, getattr(info, "peak_wset", 0), info.rss)
-
-    @property
-    def megabytes(self):
-        return self.peak / 2**20
-
-
-def scored_ids(engine, prompt_ids, timed_ids, max_new_tokens, eos_ids, extra):
-    """The answer's tokens: the timed ones up to the first end-of-sequence, or, when the engine's ignore_eos
-    changes the tokens (ONNX Runtime GenAI), those of a plain, untimed run of the same prompt."""
-    if engine.ignore_eos_changes_tokens:
-        timed_ids = list(engine.generate_ids(prompt_ids, max_new_tokens, **extra))
-    return timed_ids[: next((i for i, token in enumerate(timed_ids) if token in eos_ids), len(timed_ids))]
-
-
-def measure(engine_name, model_dir, rows, task, max_new_tokens, device, adapter=None):
-    """Runs in the child process: time every prompt on one engine; `adapter`: an .onnx_adapter file
-    (ONNX) or a LoRA adapter folder merged into the model (PyTorch)."""
-    from slm.progress import progress
-
-    memory = PeakMemory()
-    if adapter and engine_name == "torch":
-        engine = CHILD_ENGINES[engine_name](model_dir, device, lora_dir=adapter)
-    else:
-        engine = CHILD_ENGINES[engine_name](model_dir, device)
-    extra = {}
-    if adapter and engine_name == "onnx":
-        engine.load_adapter("adapter", adapter)
-        extra["adapter"] = "adapter"
-    generator = TextGenerator(engine, load_tokenizer(model_dir))
-    tokenizer = generator.tokenizer
-    prompts = [generator.encode(task.prompt_for_row(row, tokenizer)) for row in rows]
-    stop_at_newline = task.data_format == "columns"
-
-    def run_one(prompt_ids):
-        start = time.perf_counter()
-        stamps, tokens = [], []
-        for token in engine.generate_ids(prompt_ids, max_new_tokens, ignore_eos=True, **extra):
-            stamps.append(time.perf_counter() - start)
-            tokens.append(token)
-        return stamps, tokens
-
-    run_one(prompts[0])  # warm-up: first-call allocations and graph optimisation
-    first_token, decode_rates, latencies, answers = [], [], [], []
-    memory.sample()
-    for prompt_ids in progress(prompts, engine.name, "prompt"):
-        stamps, tokens = run_one(prompt_ids)
-        memory.sample()
-        first_token.append(stamps[0])
-        latencies.append(stamps[-1])
-        decode_rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
-        answer = tokenizer.decode(scored_ids(engine, prompt_ids, tokens, max_new_tokens, generator.eos_ids, extra))
-        answers.append(answer_line(answer) if stop_at_newline else answer.strip())
-    metric, value, _ = score(answers, [task.reference(row) for row in rows])
-    decode_median = statistics.median(decode_rates)
-    read_per_token, _ = bandwidth.weight_bytes_per_token(model_dir)
-    return {
-        "engine": engine.name,
-        "model_dir": str(model_dir),
-        "tokens_per_answer": max_new_tokens,
-        "time_to_first_token_ms_median": 1000 * statistics.median(first_token),
-        "decode_tokens_per_s_median": decode_median,
-        "latency_s_median": statistics.median(latencies),
-        "latency_s_p90": percentile(latencies, 0.9),
-        "peak_rss_mb": memory.megabytes,
-        "weights_on_disk_mb": (weights_size_bytes(model_dir) + (weights_size_bytes(adapter) if adapter else 0)) / 2**20,
-        "weights_read_per_token_mb": read_per_token / 2**20,
-        "cpu_threads": engine.threads,
-        "decode_weight_gb_per_s": bandwidth.decode_bandwidth_gbs(read_per_token, decode_median),
-        "metric": metric,
-        "score": value,
-        "prompts": len(rows),
-    }
-
-
-def run_child(engine_name, model_dir, args, adapter=None):
-    command = [
-        sys.executable,
-        "-m",
-        "slm.benchmark",
-        "--child",
-        engine_name,
-        "--child-model",
-        str(model_dir),
-        "--prompts",
-        str(args.prompts),
-        "--max-new-tokens",
-        str(args.max_new_tokens),
-        "--device",
-        args.device,
-        "--eval-file",
-        str(args.eval_file),
-        *(["--child-adapter", str(adapter)] if adapter else []),
-    ]
-    with_adapter = f" with {Path(adapter).as_posix()}" if adapter else ""
-    print(f"measuring {engine_name} on {model_dir}{with_adapter} ...", file=sys.stderr, flush=True)
-    # stdout carries the result; stderr (progress, errors) goes straight to the terminal
-    result = subprocess.run(command, stdout=subprocess.PIPE, text=True)
-    if result.returncode != 0:
-        raise UserError(child_failure(engine_name, result.returncode))
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-ENGINE_TITLES = {
-    "onnx": "the ONNX Runtime GenAI measurement",
-    "torch": "the PyTorch measurement",
-    "llama": "the llama.cpp peer",
-}
-LLAMA_NATIVE_OFF = (
-    'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --force-reinstall --no-cache-dir --no-binary llama-cpp-python '
-    f"llama-cpp-python=={llama_peer.PEER_VERSION}"
-)
-
-
-def child_failure(engine_name, returncode):
-    """What to say when a measurement's child process fails: an error it printed, or the signal that killed it."""
-    title = ENGINE_TITLES.get(engine_name, f"the {engine_name} measurement")
-    if returncode > 0:
-        return f"{title} failed (its error is printed above)"
-    try:
-        name, meaning = signal.Signals(-returncode).name, signal.strsignal(-returncode)
-    except ValueError:
-        name, meaning = f"signal {-returncode}", None
-    message = f"{title} died with {name}" + (f" ({meaning.lower()})" if meaning else "")
-    if name == "SIGILL" and engine_name == "llama":
-        return f"{message}: build llama-cpp-python without native CPU flags: {LLAMA_NATIVE_OFF}"
-    if name == "SIGILL":
-        return f"{message}: a package in this environment was built for a CPU with instructions this one lacks"
-    if name == "SIGKILL":
-        return f"{message}: most often the out-of-memory killer (see `dmesg`)"
-    return message
-
-
 ROWS = [
     ("time to first token (ms, median)", "time_to_first_token_ms_median", "{:.1f}"),
     ("decode tokens/s (median)", "decode_tokens_per_s_median", "{:.1f}"),
@@ -267,11 +113,11 @@ def peer_quants(text):
     return quants
 
 
-def measure_peers(quants, merged_dir, args):
+def measure_peers(quants, merged_dir, settings):
     """[(title, result)] for each llama.cpp quantization; [] (and a hint) when the peer is absent."""
     if not quants:
         return []
-    if args.device != "cpu":
+    if settings.device != "cpu":
         print("llama.cpp peer skipped: it is measured on CPU only (--device cpu)", file=sys.stderr)
         return []
     if not llama_peer.peer_available():
@@ -281,7 +127,7 @@ def measure_peers(quants, merged_dir, args):
     for quant in quants:
         print(f"converting the merged model to GGUF {quant} ...", file=sys.stderr, flush=True)
         folder = llama_peer.convert_to_gguf(merged_dir, PEER_DIR, quant)
-        results.append((f"llama.cpp {quant}", run_child("llama", folder, args)))
+        results.append((f"llama.cpp {quant}", run_child("llama", folder, settings)))
     return results
 
 
@@ -351,10 +197,11 @@ def main(argv=None):
         if llama_peer.peer_available():
             print("llama.cpp peer skipped: it converts a merged model; pass --merged-model DIR", file=sys.stderr)
         quants = []
-    onnx = run_child("onnx", onnx_dir, args, adapter)
-    base_alone = run_child("onnx", onnx_dir, args) if adapter else None
-    torch = run_child("torch", merged_dir, args, lora_dir)
-    peers = measure_peers(quants, merged_dir, args)
+    settings = ChildSettings(args.prompts, args.max_new_tokens, args.device, args.eval_file)
+    onnx = run_child("onnx", onnx_dir, settings, adapter)
+    base_alone = run_child("onnx", onnx_dir, settings) if adapter else None
+    torch = run_child("torch", merged_dir, settings, lora_dir)
+    peers = measure_peers(quants, merged_dir, settings)
     speedup = onnx["decode_tokens_per_s_median"] / torch["decode_tokens_per_s_median"]
     summary = {
         "onnx": onnx,

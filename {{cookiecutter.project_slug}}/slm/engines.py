@@ -241,7 +241,7 @@ def answer_line(text: str) -> str:
 
 
 class TextGenerator:
-    """Streams decoded text; stops at end-of-sequence, at `stop_at_newline`, or at max_new_tokens."""
+    """Streams decoded text; stops at end-of-sequence, at the end of a one-line answer, or at max_new_tokens."""
 
     def __init__(self, engine, tokenizer, adapter: str | None = None) -> None:
         self.engine = engine
@@ -257,17 +257,17 @@ class TextGenerator:
         self,
         prompt: str,
         max_new_tokens: int,
-        stop_at_newline: bool = False,
+        one_line: bool = False,
         result: Generation | None = None,
         labels: list[str] | None = None,
         adapter: str | None = None,
     ) -> Iterator[str]:
-        """Yield text pieces (AnswerText's rule; `stop_at_newline`: a one-line answer); fill `result` (a
+        """Yield text pieces (AnswerText's rule; `one_line`: the task's one-line answer); fill `result` (a
         Generation) with ids and timings; `labels`: answer only with one; `adapter`: generate with this
         loaded adapter instead of the default one."""
         result = result if result is not None else Generation()
         start = time.perf_counter()
-        answer = AnswerText(one_line=stop_at_newline)
+        answer = AnswerText(one_line=one_line)
         extra = {"guidance_regex": label_regex(labels)} if labels else {}
         if adapter or self.adapter:
             extra["adapter"] = adapter or self.adapter

@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-METRIC = "export"  # the metric's name in the config's evaluator (template_logic.export_evaluator)
+from slm.search_metrics import footprint_key
 
 
 def recipe_name(settings: dict) -> str:
@@ -44,21 +44,21 @@ def candidates(model_dir: str | Path) -> list[dict]:
     rows = []
     for node in nodes.values():
         values = ((node.get("metrics") or {}).get("value")) or {}
-        if f"{METRIC}-score" not in values:
+        if footprint_key("score") not in values:
             continue
         builder = node
         while builder and builder.get("from_pass") != "modelbuilder":  # an adapter export: the builder's child
             builder = nodes.get(builder.get("parent_model_id"))
         config = (node.get("model_config_data") or {}).get("config") or {}
         folder = Path(config["model_path"]) if config.get("model_path") else None
-        fp32 = values[f"{METRIC}-fp32_score"]["value"]
+        fp32 = values[footprint_key("fp32_score")]["value"]
         rows.append(
             {
                 "recipe": recipe_name((builder or {}).get("pass_run_config") or {}),
-                "score": values[f"{METRIC}-score"]["value"],
+                "score": values[footprint_key("score")]["value"],
                 "fp32_score": None if fp32 < 0 else fp32,
-                "tokens_per_second": values[f"{METRIC}-tokens_per_second"]["value"],
-                "size_mb": values[f"{METRIC}-size_mb"]["value"],
+                "tokens_per_second": values[footprint_key("tokens_per_second")]["value"],
+                "size_mb": values[footprint_key("size_mb")]["value"],
                 "model_dir": str(folder) if folder else None,
                 "kept": folder is not None and kept_digest is not None and _graph_digest(folder) == kept_digest,
             }

@@ -188,7 +188,7 @@ def check_export_search(config):
     from olive.evaluator.olive_evaluator import OliveEvaluatorConfig
     from olive.search.search_strategy import SearchStrategyConfig
 
-    from slm.olive_eval import EVALUATOR_TYPE, RESULT_KEYS
+    from slm.search_metrics import EVALUATOR_TYPE, RESULT_KEYS
 
     evaluators = config.get("evaluators") or {}
     for name, evaluator in evaluators.items():

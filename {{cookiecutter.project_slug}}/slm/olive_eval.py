@@ -21,7 +21,6 @@ kept (Olive runs no project code after choosing).
 import hashlib
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 from olive.evaluator.metric_result import MetricResult, flatten_metric_result
 from olive.evaluator.olive_evaluator import OliveEvaluator
@@ -31,15 +30,14 @@ from slm import olive_compat
 from slm.checkpoints import last_checkpoint
 from slm.data import load_rows
 from slm.engines import ENGINES, TextGenerator, load_tokenizer, weights_size_bytes
-from slm.infer import Prompter
+from slm.generation import Prompter
+from slm.measure import ChildSettings, run_child
 from slm.metrics import score
 from slm.project import Project
+from slm.search_metrics import EVALUATOR_TYPE, RESULT_KEYS
 
 # Olive imports this module while it reads the config, before it writes the config out or searches
 olive_compat.apply()
-EVALUATOR_TYPE = "ExportSearchEvaluator"
-# what score_export reports: the config's sub-metrics are named from these (template_logic.EXPORT_SUB_METRICS)
-RESULT_KEYS = ("selection", "tokens_per_second", "score", "fp32_score", "size_mb")
 
 # how far below the fp32 model a candidate may score and still count as keeping its accuracy
 TOLERANCE = 0.01
@@ -64,11 +62,7 @@ def decode_speed(project: Project, folder: Path, adapter: Path | None) -> float:
     """Decode tokens/s (median over SPEED_PROMPTS validation prompts of SPEED_TOKENS tokens) as benchmark.py
     measures it, in a process of its own: inside the Olive process the same loop ran 30-45% slower than in a
     fresh one, and by different amounts per candidate, which reordered them (measured; not profiled)."""
-    from slm.benchmark import run_child
-
-    settings = SimpleNamespace(
-        prompts=SPEED_PROMPTS, max_new_tokens=SPEED_TOKENS, device=project.device, eval_file=project.validation_file
-    )
+    settings = ChildSettings(SPEED_PROMPTS, SPEED_TOKENS, project.device, project.validation_file)
     return run_child("onnx", folder, settings, adapter)["decode_tokens_per_s_median"]
 
 

@@ -28,6 +28,9 @@ class ColumnsTask:
     input_column: str
     output_column: str
     data_format = "columns"
+    # the one rule for what of the generated text is the answer: a columns task's answer is its first line
+    # (engines.AnswerText); a chat answer runs until the model ends it
+    one_line_answer = True
 
     @classmethod
     def from_template(cls, template):
@@ -83,6 +86,7 @@ class ChatTask:
     # a Jinja chat template overriding the tokenizer's own (the pre-processing's `chat_template` key)
     chat_template: str | None = None
     data_format = "messages"
+    one_line_answer = False  # ColumnsTask's comment
 
     def render(self, messages, tokenizer, add_generation_prompt):
         return tokenizer.apply_chat_template(

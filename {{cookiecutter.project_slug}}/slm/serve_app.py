@@ -113,7 +113,7 @@ async def complete(backend: Backend, chat: ChatRequest):
     max_tokens = min(requested, room)
     stop = chat.stop_strings()
     job = backend.submit(chat.model, ids, max_tokens, chat.temperature, chat.top_p, chat.ignore_eos)
-    one_line = backend.stop_at_newline and not chat.ignore_eos  # ignore_eos: exactly max_tokens tokens
+    one_line = backend.one_line and not chat.ignore_eos  # ignore_eos: exactly max_tokens tokens
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
 

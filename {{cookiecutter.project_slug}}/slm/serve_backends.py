@@ -54,7 +54,7 @@ class Backend(Protocol):
 
     context_length: int  # tokens of context
     default_max_tokens: int  # when a request gives no max_tokens
-    stop_at_newline: bool  # the answer is one line (a task project)
+    one_line: bool  # the answer is one line (a task project: prompts' one_line_answer)
     eos_ids: set[int]  # token ids that end the answer
     max_queue: int  # requests in progress before QueueFull
 
@@ -112,8 +112,8 @@ class EngineBackend:
         self.model_id = model_id
         self.task = task
         self.system_prompt = system_prompt
-        self.stop_at_newline = task.data_format == "columns"
-        self.default_max_tokens = TASK_MAX_NEW_TOKENS if self.stop_at_newline else CHAT_MAX_NEW_TOKENS
+        self.one_line = task.one_line_answer
+        self.default_max_tokens = TASK_MAX_NEW_TOKENS if self.one_line else CHAT_MAX_NEW_TOKENS
         self.max_queue = max_queue
         self.model, self.context_length = engine.model, engine.context_length
         self.eos_ids = {tokenizer.eos_token_id, *engine.eos_ids}
@@ -313,10 +313,10 @@ async def text_pieces(
     one_line: bool | None = None,
 ) -> AsyncIterator[str]:
     """Yield the answer's text as it grows; stops at end of sequence, a stop string, or, for a task
-    project (one_line, default backend.stop_at_newline), the end of the answer's first line (stripped,
+    project (one_line, default backend.one_line), the end of the answer's first line (stripped,
     as infer.py prints it)."""
     answer = answer if answer is not None else Answer()
-    one_line = backend.stop_at_newline if one_line is None else one_line
+    one_line = backend.one_line if one_line is None else one_line
     text = AnswerText(one_line, stop)
     ids = []
     try:

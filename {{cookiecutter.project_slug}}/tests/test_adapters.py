@@ -142,7 +142,9 @@ def test_requests_switch_adapters_per_generation_and_a_failing_one_stops_alone()
     adapters = {"a": "a.onnx_adapter", "b": "b.onnx_adapter", "base": None, "broken": "x.onnx_adapter"}
     engine = FakeEngine()
     tokenizer = types.SimpleNamespace(eos_token_id=0)
-    backend = AdapterBackend(engine, tokenizer, "tone", types.SimpleNamespace(data_format="columns"), adapters)
+    backend = AdapterBackend(
+        engine, tokenizer, "tone", types.SimpleNamespace(data_format="columns", one_line_answer=True), adapters
+    )
     assert engine.loaded == ["a", "b", "broken"] and backend.models() == list(adapters)
     backend._active = 5
     jobs = {name: FakeJob() for name in backend.adapters}

@@ -1,5 +1,6 @@
 """Fast self-checks of this project: run `pytest` from the project root (no model needed)."""
 
+import ast
 import copy
 import os
 import re
@@ -72,7 +73,7 @@ class _ScriptedEngine:
 
 
 def test_benchmark_scores_the_plain_run_where_ignoring_eos_changes_the_tokens():
-    from slm.benchmark import scored_ids
+    from slm.measure import scored_ids
 
     onnx_like = _ScriptedEngine(ignore_eos_changes_tokens=True)
     assert scored_ids(onnx_like, [1, 3], [7, 9, 9, 9], 4, {2}, {"adapter": "a"}) == [7, 8]
@@ -91,8 +92,33 @@ def test_the_package_docstring_names_every_module():
     assert modules <= named, f"add to slm/__init__.py's module map: {sorted(modules - named)}"
 
 
+ENTRY_FOLDERS = ("datasets", "fine-tuning", "inferences", "setup")
+
+
+def imported_names(path):
+    """Every slm module or name a module imports (`from slm import x` counts as slm.x)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "slm":
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+    return names
+
+
+def test_no_module_imports_a_command_line_module():
+    """A command-line module (the `main` an entry script runs) is an entry point, never a library: what two
+    commands share lives in a module neither of them is."""
+    scripts = [path for folder in ENTRY_FOLDERS for path in (ROOT / folder).rglob("*.py")]
+    commands = {found for path in scripts for found in re.findall(r"from (slm[\w.]*) import main", path.read_text())}
+    assert "slm.infer" in commands and len(commands) >= 8, commands
+    for path in (ROOT / "slm").rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        assert not (imported_names(path) & commands) - {module}, f"{module} imports a command-line module"
+
+
 def test_a_benchmark_child_killed_by_a_signal_is_named():
-    from slm.benchmark import child_failure
+    from slm.measure import child_failure
 
     peer = child_failure("llama", -4)
     assert peer.startswith("the llama.cpp peer died with SIGILL (illegal instruction): ")

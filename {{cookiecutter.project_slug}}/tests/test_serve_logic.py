@@ -58,7 +58,7 @@ def onnx_engine(runtime):
     return types.SimpleNamespace(runtime=runtime, model=None, context_length=64, eos_ids=set())
 
 
-COLUMNS_TASK = types.SimpleNamespace(data_format="columns")
+COLUMNS_TASK = types.SimpleNamespace(data_format="columns", one_line_answer=True)
 TOKENIZER = types.SimpleNamespace(eos_token_id=0)
 
 
@@ -111,7 +111,7 @@ class TokenJob:
 TEXT = {1: " joy", 2: " ", 3: "\n", 4: "more"}
 EOS = 0
 TASK_BACKEND = types.SimpleNamespace(
-    eos_ids={EOS}, stop_at_newline=True, decode=lambda ids: "".join(TEXT[t] for t in ids if t != EOS)
+    eos_ids={EOS}, one_line=True, decode=lambda ids: "".join(TEXT[t] for t in ids if t != EOS)
 )
 
 
@@ -150,12 +150,12 @@ class ScriptedTokenizer:
 
 def infer_text(tokens, one_line=True):
     generator = TextGenerator(ScriptedEngine(tokens), ScriptedTokenizer())
-    pieces = list(generator.stream("prompt", 8, stop_at_newline=one_line))
+    pieces = list(generator.stream("prompt", 8, one_line=one_line))
     return "".join(pieces)
 
 
 def test_text_held_back_for_a_stop_string_is_sent_when_the_answer_ends():
-    chat = types.SimpleNamespace(**{**vars(TASK_BACKEND), "stop_at_newline": False})
+    chat = types.SimpleNamespace(**{**vars(TASK_BACKEND), "one_line": False})
     assert answer_text([1, EOS], stop=["xyz"], backend=chat) == " joy"
     assert answer_text([1, 2, 4], stop=["xyz"], backend=chat) == " joy more"  # out of tokens
     assert answer_text([1, 4, EOS], stop=["mo"], backend=chat) == " joy"  # the stop string is not sent
