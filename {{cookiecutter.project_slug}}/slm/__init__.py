@@ -32,6 +32,7 @@ Training
 
 Command-line tools
 - prepare:         checking and splitting a dataset (datasets/prepare.py)
+- data_report:     what prepare finds: repeats, conflicts, labels, lengths; the leak-free stratified split
 - infer:           prompting, chatting with and evaluating the model (inferences/infer.py)
 - benchmark:       ONNX Runtime GenAI against PyTorch and llama.cpp (inferences/benchmark.py)
 - bandwidth:       the weight bytes read per token and a memory-bandwidth probe, for the benchmark
