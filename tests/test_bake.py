@@ -33,6 +33,8 @@ COMMON_FILES = {
     "slm/export_report.py",
     "tests/test_export_search.py",
     "slm/prepare.py",
+    "slm/data_report.py",
+    "tests/test_prepare.py",
     "slm/project.py",
     "slm/prompts.py",
     "slm/report.py",

@@ -114,12 +114,14 @@ def test_prepare_splits_good_input_deterministically(bake, kind):
     project.check_config()
 
 
-def test_prepare_reports_duplicates(bake):
+def test_prepare_removes_repeats_and_reports_them(bake):
     project = bake()
     _write(project.path / "dup.json", "json", ROWS + [ROWS[3]])
     result = project.run("datasets/prepare.py", "dup.json")
     assert result.returncode == 0
-    assert "duplicate: row 21 repeats row 4; both kept" in result.stdout
+    assert "repeats removed (the input and answer of an earlier row): rows 21 (" in result.stdout
+    report = project.read_json("datasets/data-report.json")
+    assert (report["rows"], report["kept"], report["duplicates_removed"]) == (21, 20, [[21, 4]])
 
 
 BAD_INPUTS = [
@@ -186,6 +188,7 @@ def test_prepare_rejects_bad_input_and_writes_nothing(bake, name, content, messa
     for path, content_before in before.items():
         assert (project.path / path).read_bytes() == content_before
     assert not list((project.path / "datasets").glob(".*.json.*"))  # no staged leftovers
+    assert not (project.path / "datasets/data-report.json").exists()
 
 
 @pytest.mark.stack

@@ -34,6 +34,7 @@ Training
 
 Command-line tools
 - prepare:         checking and splitting a dataset (datasets/prepare.py)
+- data_report:     what prepare finds: repeats, conflicts, labels, lengths; the leak-free stratified split
 - infer:           prompting, chatting with and evaluating the model (inferences/infer.py)
 - benchmark:       ONNX Runtime GenAI against PyTorch and llama.cpp (inferences/benchmark.py)
 - measure:         one engine's measurement in a child process (the benchmark, the search's decode speed)

@@ -19,6 +19,8 @@ OLIVE_CONFIG = Path("fine-tuning/olive-config.json")
 # trained on) and the validation rows (scored during training to keep the best checkpoint)
 EVAL_FILES = {"train.json": "eval.json", "train.jsonl": "eval.jsonl"}
 VALIDATION_FILES = {"train.json": "validation.json", "train.jsonl": "validation.jsonl"}
+# what prepare.py found in the user's file (repeats, conflicts, labels per split, over-long rows), beside the splits
+DATA_REPORT = "data-report.json"
 # what olive run and infer.py --eval leave for the user to look at: the loss curve, the summary, every answer
 REPORT_DIR = Path("gen-model/report")
 SCHEDULE_KEYS = ("epochs", "min_steps", "step_cap")
@@ -70,6 +72,10 @@ class Project:
     def validation_file(self) -> Path:
         train = self.train_file
         return train.with_name(VALIDATION_FILES.get(train.name, "validation" + train.suffix))
+
+    @property
+    def data_report_file(self) -> Path:
+        return self.train_file.with_name(DATA_REPORT)
 
     @property
     def pass_entries(self) -> list[dict]:

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 from slm.checkpoints import guard_checkpoints, last_checkpoint, run_fingerprint
 from slm.data import load_rows
+from slm.data_report import input_key
 from slm.olive_check import check_config
-from slm.prepare import duplicate_key
 from slm.project import Project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +32,8 @@ def test_config_paths_stay_inside_the_project():
 def test_datasets_pass_the_checks_and_do_not_overlap():
     task = PROJECT.task
     train, held_out = (load_rows(ROOT / path, task) for path in (PROJECT.train_file, PROJECT.eval_file))
-    seen_in_train = {duplicate_key(row, task) for row in train}
-    assert not any(duplicate_key(row, task) in seen_in_train for row in held_out)
+    seen_in_train = {input_key(row, task) for row in train}
+    assert not any(input_key(row, task) in seen_in_train for row in held_out)
 
 
 def test_every_script_the_readme_names_answers_help():

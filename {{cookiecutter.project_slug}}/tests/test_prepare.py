@@ -1,0 +1,177 @@
+"""prepare.py's data report and split on planted faults, in a copy of this project (no model, no torch):
+repeats removed, conflicts listed or refused, one input in one split, labels stratified, rare labels and
+over-long rows named, too small a file refused with nothing written."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import slm.prepare
+from slm.data import load_rows
+from slm.data_report import input_key, smallest_file
+from slm.prepare import main
+from slm.project import OLIVE_CONFIG, Project
+
+ROOT = Path(__file__).resolve().parents[1]
+SPLITS = ("train", "validation", "eval")
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """This project's config in an empty folder (the sample data stays as it is), with no base model in it."""
+    (tmp_path / "fine-tuning").mkdir()
+    (tmp_path / "datasets").mkdir()
+    config = json.loads((ROOT / OLIVE_CONFIG).read_text(encoding="utf-8"))
+    config["input_model"]["model_path"] = "model-cache/base"
+    (tmp_path / OLIVE_CONFIG).write_text(json.dumps(config), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return Project.load()
+
+
+def row(project, text, answer):
+    task = project.task
+    if task.data_format == "messages":
+        return {task.message_col: [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]}
+    return {task.input_column: text, task.output_column: answer}
+
+
+def labelled(project, sizes):
+    """sizes: {label: rows}, each row with its own input."""
+    return [row(project, f"{label} sentence number {i}", label) for label, n in sizes.items() for i in range(n)]
+
+
+def prepared(project, rows, *options, capsys):
+    """Run prepare.py on rows written as JSON Lines: (exit status, stdout, stderr, report or None, splits)."""
+    source = "mine.jsonl"
+    with open(source, "w", encoding="utf-8") as stream:
+        stream.writelines(json.dumps(r) + "\n" for r in rows)
+    status = main([source, *options])
+    out, err = capsys.readouterr()
+    report = project.data_report_file
+    files = (project.train_file, project.validation_file, project.eval_file)
+    splits = {name: load_rows(path, project.task) for name, path in zip(SPLITS, files, strict=True) if path.is_file()}
+    return status, out, err, json.loads(report.read_text()) if report.is_file() else None, splits
+
+
+def test_report_shape_and_exact_repeats_removed_once(project, capsys):
+    rows = labelled(project, {"joy": 12, "fear": 12})
+    rows += [rows[3], rows[20], rows[3]]  # rows 25, 26, 27 repeat rows 4, 21, 4
+    status, out, _, report, splits = prepared(project, rows, capsys=capsys)
+    assert status == 0
+    assert set(report) == {"rows", "kept", "duplicates_removed", "conflicts", "too_long", "labels", "splits"}
+    assert (report["rows"], report["kept"]) == (27, 24)
+    assert report["duplicates_removed"] == [[25, 4], [26, 21], [27, 4]]
+    assert report["conflicts"] == [] and report["too_long"] == []
+    assert report["splits"] == {name: len(splits[name]) for name in SPLITS} and sum(report["splits"].values()) == 24
+    assert set(report["labels"]) == {"joy", "fear"}
+    assert all(set(counts) == set(SPLITS) for counts in report["labels"].values())
+    assert "repeats removed (the input and answer of an earlier row): rows 25, 26, 27 (" in out
+    _, _, _, kept, splits = prepared(project, rows, "--keep-duplicates", capsys=capsys)
+    assert kept["duplicates_removed"] == [] and kept["kept"] == 27 == sum(map(len, splits.values()))
+
+
+def test_conflicts_are_listed_and_kept_or_refused_with_strict(project, capsys):
+    rows = labelled(project, {"joy": 12, "fear": 12})
+    rows += [row(project, "JOY sentence number 2", "fear"), rows[2]]  # row 25 contradicts row 3, row 26 repeats it
+    status, out, _, report, _ = prepared(project, rows, capsys=capsys)
+    assert status == 0 and report["conflicts"] == [[3, 25, 26]] and report["duplicates_removed"] == [[26, 3]]
+    assert "conflicts (one input, different answers; kept): rows 3, 25, 26:" in out
+    assert "both kept" not in out
+    before = {path: path.read_bytes() for path in project.data_report_file.parent.iterdir()}
+    status, out, err, _, _ = prepared(project, rows, "--strict", capsys=capsys)
+    assert status == 1 and out == ""
+    assert [line for line in err.splitlines() if line.startswith("ERROR: ")] == err.splitlines()
+    assert len(err.splitlines()) == 1 and "rows 3, 25, 26" in err
+    assert {path: path.read_bytes() for path in before} == before  # nothing written
+
+
+@pytest.mark.parametrize("options", [[], ["--keep-duplicates"]])
+def test_identical_inputs_land_in_one_split(project, capsys, options):
+    texts = [f"sentence number {i}" for i in range(30)]
+    rows = [row(project, text, ["joy", "fear"][i % 2]) for i, text in enumerate(texts)]
+    rows += [row(project, text.upper(), ["joy", "fear"][i % 2]) for i, text in enumerate(texts)]  # repeats
+    rows += [row(project, text, "surprise") for text in texts[:10]]  # conflicts
+    _, _, _, report, splits = prepared(project, rows, *options, capsys=capsys)
+    assert report["conflicts"] == [[i + 1, i + 31, i + 61] for i in range(10)]
+    assert report["kept"] == (70 if options else 40)
+    keys = {name: {input_key(r, project.task) for r in splits[name]} for name in SPLITS}
+    assert not keys["eval"] & (keys["train"] | keys["validation"]) and not keys["validation"] & keys["train"]
+
+
+def test_labels_are_split_stratified_and_rare_ones_named(project, capsys):
+    sizes = {"joy": 40, "fear": 20, "surprise": 10, "anger": 4, "calm": 3}
+    rows = labelled(project, sizes)
+    status, out, _, report, splits = prepared(project, rows, capsys=capsys)
+    assert status == 0
+    for label, n in sizes.items():
+        counts = report["labels"][label]
+        assert counts == {name: sum(project.task.reference(r) == label for r in splits[name]) for name in SPLITS}
+        assert abs(counts["eval"] - n * 0.2) < 1, (label, counts)  # in proportion, to the row
+        if n >= 10:
+            assert min(counts.values()) >= 1, (label, counts)
+    assert "rare labels (fewer than 5 rows): anger (4), calm (3)" in out
+    again = prepared(project, rows, capsys=capsys)[4]
+    assert again == splits  # deterministic for a seed
+    other = prepared(project, rows, "--seed", "1", capsys=capsys)[4]
+    assert other != splits
+
+
+def test_an_answer_seen_once_is_named_and_free_text_gets_no_labels(project, capsys):
+    rows = labelled(project, {"joy": 10, "fear": 10}) + [row(project, "a typo row", "jyo")]
+    _, out, _, report, _ = prepared(project, rows, capsys=capsys)
+    assert report["labels"] is None and "'jyo' appear once each (rows 21)" in out
+    free = [row(project, f"question {i}", f"a long answer number {i} in words") for i in range(20)]
+    _, out, _, report, _ = prepared(project, free, capsys=capsys)
+    assert report["labels"] is None and "answers: free text" in out
+
+
+class CharacterTokenizer:
+    """One token per character: a tokenizer unlike the 4-characters-a-token estimate."""
+
+    bos_token, eos_token = "<s>", "</s>"
+
+    def apply_chat_template(self, messages, tokenize, add_generation_prompt, chat_template=None):
+        text = "".join(f"<{m['role']}>{m['content']}" for m in messages)
+        return text + ("<assistant>" if add_generation_prompt else "")
+
+    def __call__(self, texts, add_special_tokens):
+        return {"input_ids": [list(text) for text in texts]}
+
+
+def test_rows_over_max_seq_len_are_listed_estimated_or_by_the_tokenizer(project, capsys, monkeypatch):
+    limit = project.max_seq_len
+    rows = labelled(project, {"joy": 10, "fear": 10})
+    rows.insert(4, row(project, "word " * limit, "joy"))  # row 5: about 1.25 x the limit, estimated
+    rows.insert(9, row(project, "w" * (2 * limit), "fear"))  # row 10: 2 x the limit in characters, half estimated
+    _, out, _, report, _ = prepared(project, rows, capsys=capsys)
+    assert report["too_long"] == [5]
+    assert "estimated at 4 characters a token" in out and "raise max_seq_len" in out and "rows 5;" in out
+    project.base_model_dir.mkdir(parents=True)
+    (project.base_model_dir / "tokenizer.json").write_text("{}")
+    monkeypatch.setattr(slm.prepare, "load_tokenizer", lambda folder: CharacterTokenizer())
+    _, out, _, report, _ = prepared(project, rows, capsys=capsys)
+    assert report["too_long"] == [5, 10] and "estimated" not in out
+
+
+def test_too_small_a_file_is_refused_with_nothing_written(project, capsys):
+    smallest = smallest_file(0.2, project.batch_size)
+    for inputs in (1, 2, smallest - 1):
+        rows = [row(project, f"sentence {i % inputs}", "joy") for i in range(40)]  # 40 rows, `inputs` distinct
+        status, out, err, report, splits = prepared(project, rows, "--keep-duplicates", capsys=capsys)
+        assert status == 1 and out == "" and report is None and splits == {}
+        assert err == (
+            f"ERROR: mine.jsonl: {inputs} distinct inputs are too few: a batch of {project.batch_size} to train on, "
+            f"one to validate on and one held out to score take {smallest} with --eval-ratio 0.2: add rows "
+            "(or lower --eval-ratio or training_args.per_device_train_batch_size)\n"
+        )
+    rows = [row(project, f"sentence {i}", "joy") for i in range(smallest)]
+    status, _, _, report, _ = prepared(project, rows, capsys=capsys)
+    assert status == 0 and report["splits"]["train"] >= project.batch_size and min(report["splits"].values()) >= 1
+
+
+def test_the_floor_is_a_batch_to_train_on_and_one_row_for_each_other_split():
+    assert smallest_file(0.2, 8) == 11  # 2 held out, 1 for validation, 8 to train on
+    assert smallest_file(0.2, 4) == 6  # 1, 1, 4
+    assert smallest_file(0.5, 8) == 17  # 8 (8.5 rounded to even), 1, 8
+    assert smallest_file(0.9, 1) == 16  # 14, 1, 1: with fewer, the held-out share leaves no validation row
