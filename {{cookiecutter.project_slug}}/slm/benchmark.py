@@ -52,7 +52,6 @@ CHART = Path("gen-model/benchmark.png")
 # the whole held-out file is timed by default up to this many rows
 ALL_ROWS_UP_TO = 300
 DEFAULT_PROMPTS = 20
-PEER_DIR = Path("gen-model/llama-peer")
 # the child processes can run the llama.cpp peer too (imported only when measured)
 CHILD_ENGINES = {**ENGINES, "llama": llama_peer.LlamaCppEngine}
 
@@ -280,7 +279,7 @@ def measure_peers(quants, merged_dir, args):
     results = []
     for quant in quants:
         print(f"converting the merged model to GGUF {quant} ...", file=sys.stderr, flush=True)
-        folder = llama_peer.convert_to_gguf(merged_dir, PEER_DIR, quant)
+        folder = llama_peer.convert_to_gguf(merged_dir, llama_peer.PEER_DIR, quant)
         results.append((f"llama.cpp {quant}", run_child("llama", folder, args)))
     return results
 
