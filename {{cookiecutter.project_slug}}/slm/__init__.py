@@ -40,6 +40,10 @@ Command-line tools
 - measure:         one engine's measurement in a child process (the benchmark, the search's decode speed)
 - bandwidth:       the weight bytes read per token and a memory-bandwidth probe, for the benchmark
 - llama_peer:      llama.cpp as an optional peer in the benchmark (GGUF conversion, LlamaCppEngine)
+- export_prompt:   the trained prompt as other runtimes read it (Jinja chat template, {Content}, Go
+                   template) and the tokens generation stops at
+- foundry:         a Foundry Local model folder (inferences/export_foundry.py)
+- gguf_export:     a GGUF file with the trained prompt and an Ollama Modelfile (inferences/export_gguf.py)
 - serve_load:      load figures against a running server (inferences/serve_load.py)
 
 The server (inferences/serve.py)

@@ -47,7 +47,6 @@ CHART = Path("gen-model/benchmark.png")
 # the whole held-out file is timed by default up to this many rows
 ALL_ROWS_UP_TO = 300
 DEFAULT_PROMPTS = 20
-PEER_DIR = Path("gen-model/llama-peer")
 ROWS = [
     ("time to first token (ms, median)", "time_to_first_token_ms_median", "{:.1f}"),
     ("decode tokens/s (median)", "decode_tokens_per_s_median", "{:.1f}"),
@@ -126,7 +125,7 @@ def measure_peers(quants, merged_dir, settings):
     results = []
     for quant in quants:
         print(f"converting the merged model to GGUF {quant} ...", file=sys.stderr, flush=True)
-        folder = llama_peer.convert_to_gguf(merged_dir, PEER_DIR, quant)
+        folder = llama_peer.convert_to_gguf(merged_dir, llama_peer.PEER_DIR, quant)
         results.append((f"llama.cpp {quant}", run_child("llama", folder, settings)))
     return results
 

@@ -41,6 +41,12 @@ def onnx_session_overlay(genai_config: dict, device: str) -> dict | None:
     return {"model": {"decoder": {"session_options": {"intra_op_num_threads": cpu_threads()}}}}
 
 
+def genai_eos_ids(genai_config: dict) -> set[int]:
+    """Every id ONNX Runtime GenAI stops at (Phi-3 ends a turn with <|end|>, not only its tokenizer's eos)."""
+    eos = genai_config["model"].get("eos_token_id", [])
+    return set(eos if isinstance(eos, list) else [eos])
+
+
 def load_tokenizer(model_dir: str | Path):
     from transformers import AutoTokenizer
 
@@ -75,9 +81,7 @@ class OnnxEngine:
             config.append_provider("cuda")
         self.model = og.Model(config)
         self.context_length = genai_config["model"]["context_length"]
-        eos = genai_config["model"].get("eos_token_id", [])
-        # every id the runtime stops at (Phi-3 ends a turn with <|end|>, not only its tokenizer's eos)
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.eos_ids = genai_eos_ids(genai_config)
 
     @property
     def runtime(self):

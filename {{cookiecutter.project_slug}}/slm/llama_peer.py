@@ -1,6 +1,7 @@
-"""llama.cpp as an optional peer in the benchmark: GGUF conversion and a LlamaCppEngine.
+"""llama.cpp as an optional peer in the benchmark, and the GGUF conversion behind it and behind the GGUF
+export (slm/gguf_export.py): converter, quantizer and a LlamaCppEngine.
 
-Nothing here is needed by training or by the ONNX model. It is used only when
+Nothing here is needed by training or by the ONNX model. The benchmark uses it only when
 llama-cpp-python is installed in the project's environment:
 
     pip install llama-cpp-python==0.3.36 sentencepiece==0.2.3
@@ -10,6 +11,7 @@ needs a C/C++ compiler and cmake.)
 
 Conversion follows llama.cpp's own path:
   merged Hugging Face model --convert_hf_to_gguf.py--> f32 GGUF --llama_model_quantize--> Q4_0 / Q4_1 / Q4_K_M ...
+(F16 and Q8_0 straight from the converter, which needs only sentencepiece beside the pinned stack.)
 convert_hf_to_gguf.py is not part of the llama-cpp-python wheel, only of its source
 distribution: `fetch_converter` downloads that sdist (with pip, from the same index) once
 and keeps only the converter, its `conversion/` package and the `gguf-py/` it ships. The
@@ -30,7 +32,10 @@ from slm.engines import cpu_threads
 from slm.errors import UserError
 
 PEER_VERSION = "0.3.36"
-PEER_PIP = f"pip install llama-cpp-python=={PEER_VERSION} sentencepiece==0.2.3"
+# the converter imports sentencepiece (a wheel); llama-cpp-python is needed to quantize and to run a GGUF
+SENTENCEPIECE = "sentencepiece==0.2.3"
+CONVERTER_PIP = f"pip install {SENTENCEPIECE}"
+PEER_PIP = f"pip install llama-cpp-python=={PEER_VERSION} {SENTENCEPIECE}"
 PEER_HINT = (
     "llama.cpp peer not installed: to add it to the comparison, run "
     f"`python -m {PEER_PIP}` in this project's environment "
@@ -52,6 +57,11 @@ QUANT_FTYPES = {
     "Q6_K": 18,
 }
 
+# the types convert_hf_to_gguf.py writes itself (its --outtype), without llama.cpp's quantizer
+CONVERTER_OUTTYPES = {"F32": "f32", "F16": "f16", "Q8_0": "q8_0"}
+# where the benchmark's peer and the GGUF export keep their conversions (the f32 GGUF is shared)
+PEER_DIR = Path("gen-model/llama-peer")
+
 # files the converter needs from the sdist (paths under vendor/llama.cpp/)
 CONVERTER_MEMBERS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
 TOKENIZER_FILES = (
@@ -71,6 +81,11 @@ class PeerError(UserError):
 def peer_available():
     """True when llama-cpp-python can be imported in this environment."""
     return importlib.util.find_spec("llama_cpp") is not None
+
+
+def converter_available():
+    """True when convert_hf_to_gguf.py can run here (it needs sentencepiece beside the pinned stack)."""
+    return importlib.util.find_spec("sentencepiece") is not None
 
 
 def quant_ftype(quant):
@@ -140,34 +155,45 @@ def is_stale(target, sources):
     return target.stat().st_mtime < newest
 
 
+def run_converter(merged_model_dir, outfile, outtype, script):
+    """convert_hf_to_gguf.py on a merged Hugging Face model, into outfile (written under a temporary name)."""
+    partial = Path(outfile).with_name(Path(outfile).name + ".partial")
+    command = [sys.executable, str(script), "--outtype", outtype, "--outfile", str(partial), str(merged_model_dir)]
+    # the converter puts its own gguf-py first on its import path unless NO_LOCAL_GGUF is set
+    env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
+    try:
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        if result.returncode != 0 or not partial.is_file():
+            tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise PeerError(f"convert_hf_to_gguf.py failed on {merged_model_dir}: {tail[0]}")
+        os.replace(partial, outfile)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def convert_to_gguf(merged_model_dir, out_dir, quant="Q4_1", converter=None, threads=2):
     """Merged HF model -> out_dir/<QUANT>/model.gguf (+ tokenizer files); returns that folder.
 
-    The f32 GGUF from convert_hf_to_gguf.py is kept in out_dir/F32/ and reused for every
-    quantization while it is newer than the merged weights.
+    The types in CONVERTER_OUTTYPES are written by convert_hf_to_gguf.py itself; any other is quantized
+    by llama.cpp (llama-cpp-python) from the f32 GGUF, which is kept in out_dir/F32/ and reused while it is
+    newer than the merged weights.
     """
     merged_model_dir, out_dir = Path(merged_model_dir), Path(out_dir)
-    ftype = quant_ftype(quant)
+    ftype, quant = quant_ftype(quant), quant.upper()
     if not (merged_model_dir / "config.json").is_file():
         raise PeerError(f"no Hugging Face model in {merged_model_dir} (config.json missing)")
     weights = sorted(merged_model_dir.glob("*.safetensors")) + sorted(merged_model_dir.glob("*.bin"))
-    f32_dir = out_dir / "F32"
-    f32 = f32_dir / GGUF_NAME
-    if is_stale(f32, weights):
+    direct = quant in CONVERTER_OUTTYPES
+    source = out_dir / (quant if direct else "F32") / GGUF_NAME
+    if is_stale(source, weights):
         script = Path(converter) if converter else fetch_converter(out_dir / "llama.cpp")
-        f32_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, str(script), "--outtype", "f32", "--outfile", str(f32), str(merged_model_dir)]
-        # the converter puts its own gguf-py first on its import path unless NO_LOCAL_GGUF is set
-        env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
-        result = subprocess.run(command, env=env, capture_output=True, text=True)
-        if result.returncode != 0 or not f32.is_file():
-            tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise PeerError(f"convert_hf_to_gguf.py failed on {merged_model_dir}: {tail[0]}")
-    target_dir = out_dir / quant.upper()
+        source.parent.mkdir(parents=True, exist_ok=True)
+        run_converter(merged_model_dir, source, CONVERTER_OUTTYPES[quant if direct else "F32"], script)
+    target_dir = out_dir / quant
     target = target_dir / GGUF_NAME
-    if quant.upper() != "F32" and is_stale(target, [f32]):
+    if not direct and is_stale(target, [source]):
         target_dir.mkdir(parents=True, exist_ok=True)
-        quantize_gguf(f32, target, ftype, threads)
+        quantize_gguf(source, target, ftype, threads)
     for name in TOKENIZER_FILES:
         if (merged_model_dir / name).is_file():
             shutil.copy2(merged_model_dir / name, target_dir / name)
@@ -184,9 +210,14 @@ def quantize_gguf(source, target, ftype, threads=2):
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = threads
-    status = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
-    if status != 0 or not Path(target).is_file():
-        raise PeerError(f"llama_model_quantize({source} -> {target}, ftype {ftype}) failed with status {status}")
+    partial = Path(target).with_name(Path(target).name + ".partial")
+    try:
+        status = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), ctypes.byref(params))
+        if status != 0 or not partial.is_file():
+            raise PeerError(f"llama_model_quantize({source} -> {target}, ftype {ftype}) failed with status {status}")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def gguf_file(model_path):

@@ -44,6 +44,11 @@ class Project:
             raise UserError(f"{path} is not valid JSON: {error}") from None
 
     @property
+    def name(self) -> str:
+        """The project folder's name: the model's name in the server, Foundry Local and Ollama."""
+        return self.config_path.resolve().parents[1].name
+
+    @property
     def data_config(self) -> dict:
         return self.config["data_configs"][0]
 

@@ -79,7 +79,7 @@ def open_backend(args, project):
     from slm.engines import OnnxEngine, load_tokenizer
 
     model_dir = project.onnx_model_dir(args.model)
-    model_id = project.config_path.resolve().parents[1].name  # the project folder
+    model_id = project.name
     adapters = served_adapters(args, project, model_id)  # a wrong --adapter fails before the model loads
     tokenizer = load_tokenizer(model_dir)
     engine = OnnxEngine(model_dir, args.device)

@@ -1,0 +1,16 @@
+"""Write the fine-tune as a GGUF file (llama.cpp, Ollama, LM Studio) with an Ollama Modelfile.
+
+A thin entry point: the code is in slm.gguf_export.
+"""
+
+import sys
+
+try:
+    from slm.gguf_export import main
+except ModuleNotFoundError as error:  # run outside .venv, or before setup/install.py
+    if error.name != "slm":  # slm is installed and one of its imports failed: show that error as it is
+        raise
+    sys.exit(f"ERROR: slm is not installed for {sys.executable}: run `python setup/install.py`, use .venv's python")
+
+if __name__ == "__main__":
+    sys.exit(main())
