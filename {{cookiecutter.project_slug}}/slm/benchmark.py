@@ -332,7 +332,7 @@ def main(argv=None):
         return 0
     onnx_dir = project.onnx_model_dir(args.onnx_model)
     adapter = project.model_adapter(args.onnx_model)
-    rerun = "re-run `olive run --config fine-tuning/olive-config.json`, or pass --merged-model DIR"
+    rerun = f"re-run `{project.olive_run}`, or pass --merged-model DIR"
     lora_dir = None
     if args.merged_model or not adapter:
         merged_dir = args.merged_model or merged_model_dir(onnx_dir)

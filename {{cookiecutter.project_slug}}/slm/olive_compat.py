@@ -24,9 +24,7 @@ import sys
 from olive.engine.footprint import FootprintNode
 from olive.evaluator import metric as olive_metric
 
-from slm.project import OLIVE_CONFIG
-
-RETRY = f"olive run --config {OLIVE_CONFIG.as_posix()}"
+from slm.project import OLIVE_RUN
 
 
 def _dump_or_keep(self, value):
@@ -69,7 +67,7 @@ def fail_when_no_model_is_produced() -> None:
                 ' or "Failed to run Olive"); fix what it says',
                 file=sys.stderr,
             )
-            print(f"Retry from the project root: {RETRY}", file=sys.stderr, flush=True)
+            print(f"Retry from the project root: {OLIVE_RUN}", file=sys.stderr, flush=True)
             # an exit handler cannot set the exit status otherwise (SystemExit is ignored there)
             os._exit(1)
 
