@@ -28,6 +28,7 @@ COMMON_FILES = {
     "slm/olive_data.py",
     "slm/olive_eval.py",
     "slm/olive_compat.py",
+    "tests/test_olive_compat.py",
     "slm/export_report.py",
     "tests/test_export_search.py",
     "slm/prepare.py",
