@@ -114,6 +114,34 @@ def test_progress_bars_write_a_line_every_30_seconds_into_a_log(tmp_path):
     assert "mininterval" not in progress_options(Terminal())
 
 
+def test_the_trainer_prints_log_lines_instead_of_a_bar_into_a_log(tmp_path, monkeypatch):
+    """Inside `olive run > log` (slm/olive_data.py): the Trainer Olive builds gets the callback `disable_tqdm`
+    selects, unless the config sets disable_tqdm itself; on a terminal, the bar."""
+    import torch
+    from transformers import Trainer, TrainingArguments, trainer
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from slm.progress import quiet_trainer_bar_in_logs
+
+    def progress_callbacks():
+        args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
+        callbacks = Trainer(model=torch.nn.Linear(1, 1), args=args).callback_handler.callbacks
+        return {type(callback) for callback in callbacks} & {PrinterCallback, ProgressCallback}
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(trainer, "DEFAULT_PROGRESS_CALLBACK", trainer.DEFAULT_PROGRESS_CALLBACK)
+    assert not quiet_trainer_bar_in_logs({}, Terminal())
+    assert progress_callbacks() == {ProgressCallback}
+    with open(tmp_path / "log", "w") as log:
+        assert not quiet_trainer_bar_in_logs({"disable_tqdm": False}, log)  # the user's choice
+        assert progress_callbacks() == {ProgressCallback}
+        assert quiet_trainer_bar_in_logs({}, log)
+    assert progress_callbacks() == {PrinterCallback}
+
+
 def test_last_checkpoint_is_the_one_the_trainer_resumes_from(tmp_path):
     from transformers.trainer_utils import get_last_checkpoint
 
