@@ -101,6 +101,18 @@ def test_a_benchmark_child_killed_by_a_signal_is_named():
     assert child_failure("onnx", 1) == "the ONNX Runtime GenAI measurement failed (its error is printed above)"
 
 
+def test_the_benchmark_chart_is_a_grid_of_panels(tmp_path):
+    """Six panels in rows of three, a picture read without zooming (one row of six was 3,630 x 396 px)."""
+    from PIL import Image
+
+    from slm.benchmark import CHART_KEYS, draw_chart
+
+    result = dict.fromkeys(CHART_KEYS, 1.0) | {"prompts": 8, "tokens_per_answer": 4}
+    draw_chart([("onnx", result), ("pytorch", result), ("llama.cpp Q4_1", result)], tmp_path / "chart.png")
+    width, height = Image.open(tmp_path / "chart.png").size
+    assert 1.5 < width / height < 2.5 and width < 2000, (width, height)
+
+
 def test_progress_bars_write_a_line_every_30_seconds_into_a_log(tmp_path):
     from slm.progress import progress_options
 
