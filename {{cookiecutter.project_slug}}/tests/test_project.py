@@ -144,7 +144,8 @@ def test_the_trainer_prints_log_lines_instead_of_a_bar_into_a_log(tmp_path, monk
         def isatty(self):
             return True
 
-    monkeypatch.setattr(trainer, "DEFAULT_PROGRESS_CALLBACK", trainer.DEFAULT_PROGRESS_CALLBACK)
+    # transformers' own default (importing slm/olive_data.py in an earlier test may have swapped it already)
+    monkeypatch.setattr(trainer, "DEFAULT_PROGRESS_CALLBACK", ProgressCallback)
     assert not quiet_trainer_bar_in_logs({}, Terminal())
     assert progress_callbacks() == {ProgressCallback}
     with open(tmp_path / "log", "w") as log:
