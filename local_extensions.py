@@ -5,6 +5,7 @@
   `'` (which garbles chat markers such as `<|user|>`); cookiecutter's `jsonify` sorts keys too.
 - `resolved`: the answers as the project uses them (template_logic.resolve).
 - `olive_config`: the Olive workflow built from the answers (template_logic.olive_config).
+- `number`: a setting as a person writes it (32, not 32.0; template_logic.plain_number).
 - `pip_requirements`: the pinned pip list for the answers; `pip_requirements(False)` leaves out
   the project's own test tools (for the Azure ML job's image).
 """
@@ -39,4 +40,5 @@ class TemplateFilters(Extension):
             resolved=template_logic.resolve,
             olive_config=template_logic.olive_config,
             pip_requirements=pip_requirements,
+            number=template_logic.plain_number,
         )

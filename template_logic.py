@@ -22,6 +22,8 @@ TEMPLATE_DIR = Path(__file__).resolve().parent
 _CONTEXT = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
 MODELS, TARGET_MODULES, STACK = _CONTEXT["_models"], _CONTEXT["_target_modules"], _CONTEXT["_stack"]
 
+# the default names Phi-3: a project left at it is titled after the model it fine-tunes (project_title)
+DEFAULT_PROJECT_NAME = _CONTEXT["project_name"]
 SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ -]*$")
 
@@ -122,6 +124,18 @@ def _number(name, raw):
     return value
 
 
+def project_title(answers):
+    """The README's title: the project name, or, left at the default (which names Phi-3), the chosen model's."""
+    if answers["project_name"] != DEFAULT_PROJECT_NAME:
+        return answers["project_name"]
+    return f"{answers['base_model'].split('/')[-1]} Tone Classifier"
+
+
+def plain_number(value):
+    """A setting as a person writes it: 32.0 as 32 (an integral float), anything else unchanged."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def resolve(answers):
     """The answers the project is built from: old names mapped, settings typed, columns derived.
 
@@ -157,6 +171,8 @@ def resolve(answers):
         "input_column": input_column,
         "output_column": output_column,
         "local_model_path": answers["local_model_path"].strip(),
+        "title": project_title(answers),
+        "data_files": DATA_FILES[answers["data_format"]],
         # empty: the same as install_dependencies
         "download_model": answers.get("__download_model") or answers["install_dependencies"],
     }

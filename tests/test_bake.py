@@ -2,6 +2,8 @@
 
 import itertools
 import json
+import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -30,6 +32,7 @@ COMMON_FILES = {
     "slm/olive_data.py",
     "slm/olive_eval.py",
     "slm/olive_compat.py",
+    "tests/test_olive_compat.py",
     "slm/export_report.py",
     "tests/test_export_search.py",
     "slm/prepare.py",
@@ -166,6 +169,101 @@ def test_supported_combination_checks_itself(bake_combination, answers):
     # no __pycache__ left behind: the other tests read this same baked project
     own_tests = project.run("-m", "pytest", "-q", "-p", "no:cacheprovider", env={"PYTHONDONTWRITEBYTECODE": "1"})
     assert own_tests.returncode == 0, own_tests.stdout[-3000:]
+
+
+# The generated README, read as a person reads it (every named combination)
+GLUED_HEADING = re.compile(r"\S#{2,6} ")  # "....## Tested where": a heading run into the paragraph before it
+PRECISION_AFTER_A = re.compile(r"\ba [*_`]*(int4|fp16|fp32)\b")  # "a int4": the precisions all take "an"
+PATH_TOKEN = re.compile(r"`([\w.-]+(?:/[\w.-]*)*)`")
+# settings table rows (by their key) whose value is a whole number: "64", or "100 / 1000" for two keys
+WHOLE_NUMBER_KEYS = (".r`", ".alpha`", ".epochs`", ".min_steps`", "max_steps`", "_batch_size`", ".max_seq_len`")
+
+
+def readme_sections(text):
+    """The README outside code fences, as {heading: [lines]} ('' for the lines before the first heading)."""
+    sections, heading, fenced = {"": []}, "", False
+    for line in text.splitlines():
+        fenced = fenced != line.startswith("```")
+        if not fenced and line.startswith("#"):
+            heading = line
+            sections[heading] = []
+        elif not fenced and not line.startswith("```"):
+            sections[heading].append(line)
+    return sections
+
+
+def table_rows(lines):
+    """The cells of each body row of the first Markdown table in lines."""
+    rows = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines if line.startswith("|")]
+    return rows[2:]
+
+
+def readme_step_outputs(project):
+    """What the README's steps write (into gen-model/, and prepare.py's data report beside the training file),
+    from where the project defines it (not from the README)."""
+    config = project.read_json(CONFIG)
+    defined = (project.path / "slm/project.py").read_text()
+    report_dir = re.search(r'REPORT_DIR = Path\("([^"]+)"\)', defined).group(1)
+    data_report = re.search(r'DATA_REPORT = "([^"]+)"', defined).group(1)
+    train_file = config["data_configs"][0]["load_dataset_config"]["data_files"]
+    checkpoints = config["passes"]["finetune"]["config"]["training_args"]["output_dir"]
+    return {
+        config["output_dir"],
+        config["cache_dir"],
+        checkpoints,
+        report_dir,
+        f"{Path(train_file).parent}/{data_report}",
+    }
+
+
+@pytest.mark.parametrize("answers", COMBINATIONS)
+def test_generated_readme_reads_right(bake_combination, answers):
+    project, context = bake_combination(answers)
+    text = (project.path / "README.md").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    fenced = False
+    for number, line in enumerate(lines):
+        fenced = fenced != line.startswith("```")
+        if not fenced and line.startswith("#"):
+            assert re.match(r"#{1,6} \S", line), f"line {number + 1} starts with # but is no heading: {line}"
+            assert number == 0 or lines[number - 1] == "", f"heading on line {number + 1} follows text: {line}"
+    assert not GLUED_HEADING.search(text), GLUED_HEADING.search(text).group()
+    assert not PRECISION_AFTER_A.search(text), PRECISION_AFTER_A.search(text).group()
+    sections = readme_sections(text)
+    title = next(heading for heading in sections if heading.startswith("# "))[2:]
+    if context["project_name"] == CONTEXT["project_name"]:  # the default names Phi-3: the title names the model
+        assert context["base_model"].split("/")[-1] in title
+    else:
+        assert title == context["project_name"]
+
+    settings = table_rows(sections["## Settings to change later"])
+    whole = [row for row in settings if row[1].endswith(WHOLE_NUMBER_KEYS)]
+    assert len(whole) == 6, settings  # r, alpha, epochs, min / max steps, max_steps, batch, max_seq_len
+    for _, key, value in whole:
+        assert re.fullmatch(r"\d+( / \d+)?|not set", value), f"{key}: {value} is not a whole number"
+
+    folders = table_rows(sections["## What each folder holds"])
+    step_outputs = readme_step_outputs(project)
+    named = set()
+    for folder_cell, job in folders:
+        folder = folder_cell.strip("`").rstrip("/")
+        assert (project.path / folder).is_dir(), folder
+        for token in PATH_TOKEN.findall(job):
+            if "/" not in token and "." not in token:
+                continue  # a command (`pytest`), not a path
+            # relative to its folder, else to the project (`slm/__init__.py`)
+            inside = f"{folder}/{token}"
+            path = token if not (project.path / inside).exists() and (project.path / token).exists() else inside
+            path = path.rstrip("/")
+            named.add(path)
+            # what a step writes (gen-model/) must be a step's output; everything else is in the project
+            assert (project.path / path).exists() or path in step_outputs, f"{path} (folder table) does not exist"
+        if folder not in ("slm", "tests", "model-cache", "gen-model"):  # those are described, not listed
+            for child in (project.path / folder).iterdir():
+                assert f"{folder}/{child.name}" in named, f"{folder}/{child.name} is missing from the folder table"
+    top_level = {path.name for path in project.path.iterdir() if path.is_dir()}
+    assert top_level == {row[0].strip("`").rstrip("/") for row in folders}
+    assert step_outputs <= named  # the table names every folder the steps write
 
 
 def test_local_model_path_is_the_model_folder(bake, tmp_path):

@@ -84,18 +84,18 @@ CHART_KEYS = {
 
 
 def draw_chart(results, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no figure kept alive
 
     shown = [row for row in ROWS if row[1] in CHART_KEYS]
     colours = ["#2b7bba", "#b0b0b0", "#e08a2c", "#f0b45c", "#c4661a", "#7a4a1a"]
-    figure, axes = plt.subplots(1, len(shown), figsize=(max(3.2, 0.9 * len(results) + 1) * len(shown), 3.6))
-    for axis, (label, key, fmt) in zip(axes, shown, strict=True):
+    rows, columns = -(-len(shown) // 3), 3  # a grid read at a glance (one row of six panels was 3,630 px wide)
+    figure = Figure(figsize=(max(3.2, 0.9 * len(results) + 1) * columns, 3.4 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for axis, (label, key, fmt) in zip(axes.flat, shown, strict=False):
         values = [r[key] for _, r in results]
         bars = axis.bar([title for title, _ in results], values, color=colours[: len(results)])
         axis.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8)
+        axis.margins(y=0.12)  # room for the tallest bar's label
         axis.set_title(label, fontsize=9)
         axis.tick_params(labelsize=7)
         axis.tick_params(axis="x", labelrotation=30)
@@ -177,7 +177,7 @@ def main(argv=None):
         return 0
     onnx_dir = project.onnx_model_dir(args.onnx_model)
     adapter = project.model_adapter(args.onnx_model)
-    rerun = "re-run `olive run --config fine-tuning/olive-config.json`, or pass --merged-model DIR"
+    rerun = f"re-run `{project.olive_run}`, or pass --merged-model DIR"
     lora_dir = None
     if args.merged_model or not adapter:
         merged_dir = args.merged_model or merged_model_dir(onnx_dir)

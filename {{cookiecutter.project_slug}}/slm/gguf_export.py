@@ -18,7 +18,7 @@ from slm.engines import load_tokenizer
 from slm.errors import UserError, cli
 from slm.export_prompt import go_template, jinja_chat_template, stop_tokens
 from slm.metrics import label_set
-from slm.project import Project, merged_model_dir
+from slm.project import OLIVE_RUN, Project, merged_model_dir
 
 GGUF_DIR = Path("gen-model/gguf")
 DEFAULT_QUANT = "Q4_K_M"
@@ -37,7 +37,7 @@ def merged_source(project: Project, onnx_dir: Path, merged_model: Path | None) -
     if not (merged / "config.json").is_file():
         raise UserError(
             f"no merged Hugging Face model in {merged.as_posix()} (was gen-model/olive-cache/ deleted?): "
-            "re-run `olive run --config fine-tuning/olive-config.json`, or pass --merged-model DIR"
+            f"re-run `{OLIVE_RUN}`, or pass --merged-model DIR"
         )
     return merged
 

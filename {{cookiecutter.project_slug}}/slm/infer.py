@@ -1,6 +1,6 @@
 """Chat with, prompt, or evaluate the fine-tuned ONNX model on ONNX Runtime GenAI.
 
-Run from the project root, after `olive run --config fine-tuning/olive-config.json`:
+Run from the project root, after `olive run` has written the model (the README's step 5):
     python inferences/infer.py                     interactive, streams each answer
     python inferences/infer.py --prompt "TEXT"     one answer, streamed
     python inferences/infer.py --eval [FILE]       score held-out rows (default: the eval file beside the training file)

@@ -14,19 +14,52 @@ happen while Olive reads the config, before it runs anything.
    "No output model produced", and returns (a MemoryError in ModelBuilder, a full disk, a config the
    model cannot load). `fail_when_no_model_is_produced` makes such a run end with an `ERROR:` line, the
    command to retry and exit status 1, so that a script or CI job running `olive run` stops there.
+
+They reach into Olive's internals, so they are installed only on the Olive version they were tested
+with, the one setup/requirements.txt pins: on any other, `check_olive_version` stops the run with an
+`ERROR:` line before anything is patched (the next Olive may have fixed, moved or renamed these).
 """
 
 import atexit
+import functools
 import logging
 import os
+import re
 import sys
+from importlib import metadata
+from pathlib import Path
 
 from olive.engine.footprint import FootprintNode
 from olive.evaluator import metric as olive_metric
 
-from slm.project import OLIVE_CONFIG
+from slm.project import OLIVE_RUN
 
-RETRY = f"olive run --config {OLIVE_CONFIG.as_posix()}"
+OLIVE_PACKAGE = "olive-ai"
+# the pinned stack the template rendered (its one definition: the template's cookiecutter.json `_stack`)
+REQUIREMENTS = Path(__file__).resolve().parents[1] / "setup" / "requirements.txt"
+
+
+def tested_olive_version(requirements: Path = REQUIREMENTS) -> str | None:
+    """The olive-ai version the project pins; None when the file or the pin is gone (the user unpinned it)."""
+    text = requirements.read_text(encoding="utf-8") if requirements.is_file() else ""
+    pin = re.search(rf"^{OLIVE_PACKAGE}==(\S+)\s*$", text, re.MULTILINE)
+    return pin.group(1) if pin else None
+
+
+@functools.cache
+def check_olive_version() -> None:
+    """Stop with one `ERROR:` line when the installed Olive is not the version these fixes were tested on."""
+    tested = tested_olive_version()
+    try:
+        installed = metadata.version(OLIVE_PACKAGE)
+    except metadata.PackageNotFoundError:
+        installed = "(no version recorded)"
+    if tested and installed != tested:
+        sys.exit(
+            f"ERROR: {OLIVE_PACKAGE} {installed} is installed, but this project's fixes to Olive "
+            f"(slm/olive_compat.py) were tested with {OLIVE_PACKAGE} {tested} only: run "
+            f"`pip install {OLIVE_PACKAGE}=={tested}` in .venv (or `python setup/install.py`)"
+        )
 
 
 def _dump_or_keep(self, value):
@@ -39,6 +72,7 @@ def _update_footprint_node(self, **kwargs):
 
 
 def apply() -> None:
+    check_olive_version()
     olive_metric.Metric.serialize_backend.__code__ = _dump_or_keep.__code__
     olive_metric.SubMetric.serialize_metric_config.__code__ = _dump_or_keep.__code__
     FootprintNode.update = _update_footprint_node
@@ -58,6 +92,7 @@ class _NoModelWatch(logging.Handler):
 
 
 def fail_when_no_model_is_produced() -> None:
+    check_olive_version()
     watch = _NoModelWatch()
     logging.getLogger("olive.engine.engine").addHandler(watch)
 
@@ -69,7 +104,7 @@ def fail_when_no_model_is_produced() -> None:
                 ' or "Failed to run Olive"); fix what it says',
                 file=sys.stderr,
             )
-            print(f"Retry from the project root: {RETRY}", file=sys.stderr, flush=True)
+            print(f"Retry from the project root: {OLIVE_RUN}", file=sys.stderr, flush=True)
             # an exit handler cannot set the exit status otherwise (SystemExit is ignored there)
             os._exit(1)
 

@@ -41,7 +41,9 @@ import torch
 from olive.data.registry import Registry
 
 from slm.checkpoints import check_project_at_start, guard_checkpoints
+from slm.errors import UserError
 from slm.olive_compat import fail_when_no_model_is_produced
+from slm.progress import quiet_trainer_bar_in_logs
 from slm.project import Project
 from slm.prompts import ChatTask, ColumnsTask, common_prefix
 from slm.schedule import Schedule, row_order
@@ -50,6 +52,14 @@ IGNORE_INDEX = -100  # olive.data.constants.IGNORE_INDEX, the label PyTorch's lo
 
 # a child of Olive's logger, so these lines show at the config's log_severity_level like Olive's own
 logger = logging.getLogger("olive.slm")
+
+
+def _training_args() -> dict:
+    try:
+        return Project.load().training_args
+    except UserError:  # not run from a project folder (Olive reading another config)
+        return {}
+
 
 # Olive 0.13's LoRA pass draws the adapter's starting weights (PEFT's LoRA A matrices) from torch's
 # global generator before transformers.Trainer applies `training_args.seed`, and torch 2.13 seeds that
@@ -62,6 +72,9 @@ torch.manual_seed(ADAPTER_INIT_SEED)
 # model trained on the old data), and get the checkpoint folder ready (slm/checkpoints.py)
 check_project_at_start()
 fail_when_no_model_is_produced()
+
+# `olive run > log` or a CI log: the Trainer's log lines, not thousands of bar redraws (slm/progress.py)
+quiet_trainer_bar_in_logs(_training_args())
 # training_args.log_level "info" shows the Trainer's plan, its evaluations and the checkpoint it keeps;
 # without this, every checkpoint save also prints the base model's whole config.json
 logging.getLogger("transformers.configuration_utils").setLevel(logging.WARNING)

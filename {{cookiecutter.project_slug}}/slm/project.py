@@ -15,6 +15,14 @@ from slm.errors import UserError
 from slm.prompts import ChatTask, ColumnsTask
 
 OLIVE_CONFIG = Path("fine-tuning/olive-config.json")
+
+
+def olive_run_command(config_path: str | Path = OLIVE_CONFIG) -> str:
+    """The one command that trains and exports: what every "run it first" and "retry" message names."""
+    return f"olive run --config {Path(config_path).as_posix()}"
+
+
+OLIVE_RUN = olive_run_command()
 # the siblings of each training file that hold the held-out rows (scored by infer.py --eval, never
 # trained on) and the validation rows (scored during training to keep the best checkpoint)
 EVAL_FILES = {"train.json": "eval.json", "train.jsonl": "eval.jsonl"}
@@ -32,6 +40,10 @@ ADAPTER_FILE = "adapter_weights.onnx_adapter"
 class Project:
     config: dict
     config_path: Path = OLIVE_CONFIG
+
+    @property
+    def olive_run(self) -> str:
+        return olive_run_command(self.config_path)
 
     @classmethod
     def load(cls, path: str | Path = OLIVE_CONFIG) -> "Project":
@@ -180,10 +192,7 @@ class Project:
         """The adapter file beside the ONNX model in model_dir (default: this project's output folder),
         or None for a merged model. How infer.py, serve.py and benchmark.py all pick the default adapter."""
         if model_dir is None and self.exports_adapter and not self.adapter_file.is_file():
-            raise UserError(
-                f"no adapter file {self.adapter_file.as_posix()}: "
-                f"run `olive run --config {self.config_path.as_posix()}`"
-            )
+            raise UserError(f"no adapter file {self.adapter_file.as_posix()}: run `{self.olive_run}`")
         beside = Path(model_dir or self.output_dir) / ADAPTER_FILE
         return beside if beside.is_file() else None
 
@@ -218,10 +227,7 @@ class Project:
         """The ONNX model folder, checked complete: genai_config.json and at least one .onnx file."""
         model_dir = Path(override or self.output_dir)
         if not (model_dir / "genai_config.json").is_file() or not any(model_dir.glob("*.onnx")):
-            raise UserError(
-                f"no complete ONNX model in {model_dir.as_posix()}: "
-                f"run `olive run --config {self.config_path.as_posix()}` first"
-            )
+            raise UserError(f"no complete ONNX model in {model_dir.as_posix()}: run `{self.olive_run}` first")
         return model_dir
 
 
@@ -245,8 +251,7 @@ def merged_model_dir(onnx_dir: str | Path) -> Path:
         return Path(merged["model_path"])
     footprint = Path(onnx_dir) / "footprint.json"
     raise UserError(
-        f"no merged model recorded in {footprint.as_posix()}: run `olive run --config fine-tuning/olive-config.json` "
-        "(or pass --merged-model DIR)"
+        f"no merged model recorded in {footprint.as_posix()}: run `{OLIVE_RUN}` (or pass --merged-model DIR)"
     )
 
 
@@ -257,5 +262,5 @@ def trained_adapter_dir(onnx_dir: str | Path) -> tuple[Path, Path]:
         return Path(trained["model_path"]), Path(trained["adapter_path"])
     raise UserError(
         f"no LoRA adapter recorded in {(Path(onnx_dir) / 'footprint.json').as_posix()}: run "
-        "`olive run --config fine-tuning/olive-config.json` (or pass --merged-model DIR)"
+        f"`{OLIVE_RUN}` (or pass --merged-model DIR)"
     )

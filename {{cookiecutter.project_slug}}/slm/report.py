@@ -26,7 +26,7 @@ EXPORT_TABLE = "export-candidates.txt"
 
 def read_training(project: Project) -> dict:
     checkpoints = project.checkpoint_dir
-    retry = f"olive run --config {project.config_path.as_posix()}"
+    retry = project.olive_run
     if checkpoints is None:
         raise UserError("training_args.output_dir is not set, so the Trainer kept no checkpoints to report on")
     latest = last_checkpoint(checkpoints)

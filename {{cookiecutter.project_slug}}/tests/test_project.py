@@ -127,6 +127,18 @@ def test_a_benchmark_child_killed_by_a_signal_is_named():
     assert child_failure("onnx", 1) == "the ONNX Runtime GenAI measurement failed (its error is printed above)"
 
 
+def test_the_benchmark_chart_is_a_grid_of_panels(tmp_path):
+    """Six panels in rows of three, a picture read without zooming (one row of six was 3,630 x 396 px)."""
+    from PIL import Image
+
+    from slm.benchmark import CHART_KEYS, draw_chart
+
+    result = dict.fromkeys(CHART_KEYS, 1.0) | {"prompts": 8, "tokens_per_answer": 4}
+    draw_chart([("onnx", result), ("pytorch", result), ("llama.cpp Q4_1", result)], tmp_path / "chart.png")
+    width, height = Image.open(tmp_path / "chart.png").size
+    assert 1.5 < width / height < 2.5 and width < 2000, (width, height)
+
+
 def test_progress_bars_write_a_line_every_30_seconds_into_a_log(tmp_path):
     from slm.progress import progress_options
 
@@ -138,6 +150,35 @@ def test_progress_bars_write_a_line_every_30_seconds_into_a_log(tmp_path):
             return True
 
     assert "mininterval" not in progress_options(Terminal())
+
+
+def test_the_trainer_prints_log_lines_instead_of_a_bar_into_a_log(tmp_path, monkeypatch):
+    """Inside `olive run > log` (slm/olive_data.py): the Trainer Olive builds gets the callback `disable_tqdm`
+    selects, unless the config sets disable_tqdm itself; on a terminal, the bar."""
+    import torch
+    from transformers import Trainer, TrainingArguments, trainer
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from slm.progress import quiet_trainer_bar_in_logs
+
+    def progress_callbacks():
+        args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
+        callbacks = Trainer(model=torch.nn.Linear(1, 1), args=args).callback_handler.callbacks
+        return {type(callback) for callback in callbacks} & {PrinterCallback, ProgressCallback}
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    # transformers' own default (importing slm/olive_data.py in an earlier test may have swapped it already)
+    monkeypatch.setattr(trainer, "DEFAULT_PROGRESS_CALLBACK", ProgressCallback)
+    assert not quiet_trainer_bar_in_logs({}, Terminal())
+    assert progress_callbacks() == {ProgressCallback}
+    with open(tmp_path / "log", "w") as log:
+        assert not quiet_trainer_bar_in_logs({"disable_tqdm": False}, log)  # the user's choice
+        assert progress_callbacks() == {ProgressCallback}
+        assert quiet_trainer_bar_in_logs({}, log)
+    assert progress_callbacks() == {PrinterCallback}
 
 
 def test_last_checkpoint_is_the_one_the_trainer_resumes_from(tmp_path):
