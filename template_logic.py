@@ -20,7 +20,12 @@ from pathlib import Path
 TEMPLATE_DIR = Path(__file__).resolve().parent
 # the template's own tables, read from cookiecutter.json: a replayed context may carry an older copy
 _CONTEXT = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
-MODELS, TARGET_MODULES, STACK = _CONTEXT["_models"], _CONTEXT["_target_modules"], _CONTEXT["_stack"]
+TARGET_MODULES, STACK = _CONTEXT["_target_modules"], _CONTEXT["_stack"]
+# A model row's `training` is its settings, or the name of a table they share (the Phi rows: "_phi_training")
+MODELS = {
+    name: {**row, "training": _CONTEXT[row["training"]] if isinstance(row["training"], str) else row["training"]}
+    for name, row in _CONTEXT["_models"].items()
+}
 
 # the default names Phi-3: a project left at it is titled after the model it fine-tunes (project_title)
 DEFAULT_PROJECT_NAME = _CONTEXT["project_name"]

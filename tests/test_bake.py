@@ -298,8 +298,10 @@ def test_config_is_strictly_valid_for_pinned_olive(bake_combination, answers):
 
 @pytest.mark.parametrize("answers", COMBINATIONS)
 def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
+    import template_logic
+
     project, context = bake_combination(answers)
-    model = CONTEXT["_models"][context["base_model"]]
+    model = template_logic.MODELS[context["base_model"]]  # its training settings resolved
     config = project.read_json("fine-tuning/olive-config.json")
     finetune = config["passes"]["finetune"]
     expected_passes = {"merged": ["finetune", "merge", "builder"], "adapter": ["finetune", "builder", "adapter"]}
@@ -435,9 +437,12 @@ def test_adapter_export_keeps_every_lora_matmul_out_of_int4(bake, precision):
 def test_every_model_has_training_defaults_in_range():
     import template_logic
 
-    for name, model in CONTEXT["_models"].items():
+    for name, model in template_logic.MODELS.items():
         for knob, (kind, lowest, highest) in template_logic.KNOBS.items():
             assert lowest <= kind(model["training"][knob]) <= highest, (name, knob)
+    # the Phi rows share one table (cookiecutter.json's "_phi_training"), not four copies
+    phi = [row for name, row in CONTEXT["_models"].items() if name.startswith("microsoft/")]
+    assert len(phi) == 4 and {row["training"] for row in phi} == {"_phi_training"}
 
 
 def test_training_settings_can_be_overridden_without_prompts(bake):
