@@ -32,7 +32,8 @@ FIRST_EVALUATION = "Run model evaluation for the final model"
 
 FP32_HELD_OUT = """
 from slm.data import load_rows
-from slm.engines import ENGINES, TextGenerator, load_tokenizer
+from slm.engines import ENGINES, load_tokenizer
+from slm.generation import TextGenerator
 from slm.generation import Prompter
 from slm.metrics import score
 from slm.olive_eval import best_adapter

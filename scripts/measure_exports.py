@@ -126,7 +126,8 @@ def main():
     project = args.project.resolve()
     sys.path.insert(0, str(project))
     from slm.data import load_rows
-    from slm.engines import CHAT_MAX_NEW_TOKENS, TASK_MAX_NEW_TOKENS, answer_line, load_tokenizer
+    from slm.engines import load_tokenizer
+    from slm.generation import CHAT_MAX_NEW_TOKENS, TASK_MAX_NEW_TOKENS, answer_line
     from slm.metrics import score
     from slm.project import Project
 

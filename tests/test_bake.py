@@ -55,6 +55,7 @@ COMMON_FILES = {
     "slm/serve_app.py",
     "slm/serve_backends.py",
     "slm/serve_protocol.py",
+    "slm/serve_text.py",
     "slm/serve_load.py",
     "slm/serve_page.py",
     "inferences/serve.py",

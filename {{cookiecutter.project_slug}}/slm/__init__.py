@@ -10,10 +10,10 @@ Shared
 - data:            reading and checking rows, in both data formats (prepare, eval, benchmark)
 - prompts:         prompts built exactly as in training; label tables
 - metrics:         scoring answers (labels, token F1) and percentiles
-- engines:         generation on ONNX Runtime GenAI or PyTorch, one interface, and the one rule for
-                   what of the generated text is the answer (AnswerText)
+- engines:         token generation on ONNX Runtime GenAI or PyTorch, one interface
 - progress:        progress bars that do not flood a log
-- generation:      the generation layer: input or a row into the trained prompt, the answer into text
+- generation:      the generation layer: input or a row into the trained prompt, streamed text, and the one
+                   rule for what of the generated text is the answer (AnswerText)
 
 Training
 - schedule:        how many steps a data set gets, from its row count; the validation split's size
@@ -51,6 +51,7 @@ The server (inferences/serve.py)
 - serve:           its command line: arguments, opening the backend, uvicorn
 - serve_app:       the FastAPI app: routes and the API-key check
 - serve_backends:  the Backend protocol the app talks to, and its onnxruntime-genai implementations
+- serve_text:      a job's token stream as the text the client sees (both routes)
 - serve_protocol:  the request models and the error family (OpenAI's shapes)
 - serve_page:      the web chat page served at /
 """

@@ -3,9 +3,143 @@ model's answer turned into text, by the one answer rule (prompts: a task answer 
 the export search's evaluator (olive_eval) and the measurement scripts call it with explicit parameters.
 """
 
-from slm.engines import CHAT_MAX_NEW_TOKENS, TASK_MAX_NEW_TOKENS, Generation
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
 from slm.errors import UserError
 from slm.prompts import ChatTask
+
+# default answer lengths: a task answer is one short line, a chat answer a few paragraphs
+TASK_MAX_NEW_TOKENS = 16
+CHAT_MAX_NEW_TOKENS = 256
+
+
+@dataclass
+class Generation:
+    text: str = ""
+    token_ids: list = field(default_factory=list)
+    first_token_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+
+class AnswerText:
+    """The one rule for what of the decoded text is the answer, as it grows token by token (infer.py,
+    serve.py and benchmark.py all use it): the answer stops at a stop string, and a one-line answer (a
+    task project) is the first line of what the model wrote, stripped.
+
+    Give `piece()` the whole decoded text after each token: it returns the new text that is safe to
+    show (a tail that may begin a stop string, a partial character and, for one line, trailing spaces
+    wait for more text) and sets `ended` once the answer has stopped. When the tokens run out first,
+    `last_piece()` gives the rest. `shown` is the answer so far."""
+
+    def __init__(self, one_line: bool = False, stop: Iterable[str] = ()) -> None:
+        self.one_line = one_line
+        self.stop = [s for s in stop if s]
+        self.shown = ""
+        self.ended = False
+
+    def piece(self, text: str) -> str:
+        if self.one_line:
+            text = text.lstrip()
+        cut = len(text)
+        for marker in [*self.stop, *(["\n"] if self.one_line else [])]:
+            at = text.find(marker)
+            if at != -1:
+                cut = min(cut, at)
+        if cut < len(text):
+            safe, self.ended = text[:cut], True
+        else:  # hold back a tail that may be the start of a stop string
+            safe = text[: cut - max([len(s) - 1 for s in self.stop] + [0])]
+        if safe.endswith("\ufffd"):  # a partial character
+            safe = safe[:-1]
+        if self.one_line:  # trailing spaces wait for more text: the label alone
+            safe = safe.rstrip()
+        return self._advance(safe)
+
+    def last_piece(self, text: str) -> str:
+        text = answer_line(text) if self.one_line else text
+        return self._advance(text) if text.startswith(self.shown) else ""
+
+    def _advance(self, safe):
+        if len(safe) <= len(self.shown):
+            return ""
+        piece, self.shown = safe[len(self.shown) :], safe
+        return piece
+
+
+def answer_line(text: str) -> str:
+    """A one-line answer: the first line of what the model wrote, stripped."""
+    return text.strip().split("\n")[0].strip()
+
+
+class TextGenerator:
+    """Streams decoded text; stops at end-of-sequence, at the end of a one-line answer, or at max_new_tokens."""
+
+    def __init__(self, engine, tokenizer, adapter: str | None = None) -> None:
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.adapter = adapter  # the engine's adapter to generate with by default (None: the model as it is)
+        self.eos_ids = {tokenizer.eos_token_id} | set(getattr(engine, "eos_ids", set()))
+
+    def encode(self, prompt: str) -> list[int]:
+        # the prompt already carries its special tokens, as the training text did
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    def stream(
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        one_line: bool = False,
+        result: Generation | None = None,
+        labels: list[str] | None = None,
+        adapter: str | None = None,
+    ) -> Iterator[str]:
+        """Yield text pieces (AnswerText's rule; `one_line`: the task's one-line answer); fill `result` (a
+        Generation) with ids and timings; `labels`: answer only with one; `adapter`: generate with this
+        loaded adapter instead of the default one."""
+        result = result if result is not None else Generation()
+        start = time.perf_counter()
+        answer = AnswerText(one_line=one_line)
+        extra = {"guidance_regex": label_regex(labels)} if labels else {}
+        if adapter or self.adapter:
+            extra["adapter"] = adapter or self.adapter
+        text = ""
+        for token in self.engine.generate_ids(self.encode(prompt), max_new_tokens, **extra):
+            if not result.token_ids:
+                result.first_token_seconds = time.perf_counter() - start
+            result.token_ids.append(token)
+            if token in self.eos_ids:
+                break
+            text = self.tokenizer.decode([t for t in result.token_ids if t not in self.eos_ids])
+            piece = answer.piece(text)
+            if piece:
+                yield piece
+            if answer.ended:
+                break
+        if not answer.ended:
+            piece = answer.last_piece(text)
+            if piece:
+                yield piece
+        result.text = answer.shown.strip()
+        result.total_seconds = time.perf_counter() - start
+
+
+# the characters Rust's regex_syntax::escape escapes: the guidance engine (llguidance) reads Rust regex
+# syntax, where Python's re.escape would also escape spaces and others that Rust reads differently
+RUST_REGEX_META = set("\\.+*?()|[]{}^$#&-~")
+
+
+def label_regex(labels: Iterable[str]) -> str:
+    """A regex matching exactly one of the labels; longest first, so no label shadows a longer one.
+
+    Once a whole label is matched and no longer one can follow, the grammar allows only
+    end-of-sequence, so generation stops by itself.
+    """
+    ordered = sorted(set(labels), key=lambda label: (-len(label), label))
+    return (
+        "(" + "|".join("".join("\\" + ch if ch in RUST_REGEX_META else ch for ch in label) for label in ordered) + ")"
+    )
 
 
 class Prompter:

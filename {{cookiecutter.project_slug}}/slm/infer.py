@@ -22,9 +22,9 @@ from pathlib import Path
 
 from slm import export_report
 from slm.data import load_rows
-from slm.engines import ENGINES, TextGenerator, load_tokenizer
+from slm.engines import ENGINES, load_tokenizer
 from slm.errors import UserError, cli
-from slm.generation import Prompter
+from slm.generation import Prompter, TextGenerator
 from slm.metrics import label_set, score
 from slm.project import Project
 from slm.prompts import label_table, normalise_label

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slm import bandwidth, llama_peer
-from slm.engines import ENGINES, TextGenerator, answer_line, load_tokenizer, weights_size_bytes
+from slm.engines import ENGINES, load_tokenizer, weights_size_bytes
 from slm.errors import UserError
+from slm.generation import TextGenerator, answer_line
 from slm.metrics import percentile, score
 
 # the child processes can run the llama.cpp peer too (imported only when measured)

@@ -29,8 +29,8 @@ from olive.evaluator.registry import Registry
 from slm import olive_compat
 from slm.checkpoints import last_checkpoint
 from slm.data import load_rows
-from slm.engines import ENGINES, TextGenerator, load_tokenizer, weights_size_bytes
-from slm.generation import Prompter
+from slm.engines import ENGINES, load_tokenizer, weights_size_bytes
+from slm.generation import Prompter, TextGenerator
 from slm.measure import ChildSettings, run_child
 from slm.metrics import score
 from slm.project import Project

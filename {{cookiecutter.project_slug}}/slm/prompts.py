@@ -29,7 +29,7 @@ class ColumnsTask:
     output_column: str
     data_format = "columns"
     # the one rule for what of the generated text is the answer: a columns task's answer is its first line
-    # (engines.AnswerText); a chat answer runs until the model ends it
+    # (generation.AnswerText); a chat answer runs until the model ends it
     one_line_answer = True
 
     @classmethod

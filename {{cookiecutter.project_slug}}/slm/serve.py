@@ -9,7 +9,8 @@ The server is split by seam:
 - slm.serve_protocol   the request models and the error family (OpenAI's error shape)
 - slm.serve_backends   the `Backend` protocol the HTTP layer talks to, and its implementations on
                        onnxruntime-genai (EngineBackend: og.Engine batching; AdapterBackend: one
-                       model id per LoRA adapter); `text_pieces`, the token stream as client text
+                       model id per LoRA adapter)
+- slm.serve_text       `text_pieces`, the token stream as client text
 - slm.serve_app        create_app: the FastAPI routes and the API-key check
 - slm.serve (here)     the command line: arguments, opening the backend, uvicorn
 """

@@ -13,9 +13,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from slm.serve_backends import Answer, Backend, text_pieces
+from slm.serve_backends import Backend
 from slm.serve_page import PAGE
 from slm.serve_protocol import ApiError, BadRequest, BodyTooLarge, ChatRequest, QueueFull, Unauthorized
+from slm.serve_text import Answer, text_pieces
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000
 RETRY_AFTER_SECONDS = 2

@@ -4,18 +4,16 @@ on onnxruntime-genai.
 `EngineBackend` runs og.Engine / og.Request batching, one engine thread per model (its load figures:
 "Serving" in docs/measurements.md of the phi3-olive-e2e template). `AdapterBackend` serves an adapter
 export: one model id per LoRA adapter (and one for the base model alone), each request on its own
-og.Generator with its adapter, since og.Request has no adapter in the pinned 0.14.1. `text_pieces`
-turns a job's token stream into the text the client sees (slm.engines' AnswerText rule: stop strings,
-one-line answers), shared by the streamed and the non-streamed route so both give the same answer.
+og.Generator with its adapter, since og.Request has no adapter in the pinned 0.14.1. What the client sees
+of a job's token stream is slm.serve_text's.
 """
 
 import asyncio
 import queue
 import threading
-from collections.abc import AsyncIterator, Iterable
 from typing import Protocol
 
-from slm.engines import CHAT_MAX_NEW_TOKENS, TASK_MAX_NEW_TOKENS, AnswerText
+from slm.generation import CHAT_MAX_NEW_TOKENS, TASK_MAX_NEW_TOKENS
 from slm.serve_protocol import BadRequest, GenerationFailed, PromptTooLong, QueueFull, UnknownModel, message_text
 
 DEFAULT_MAX_QUEUE = 32  # requests waiting or running; one more gets 503
@@ -290,55 +288,3 @@ class AdapterBackend(EngineBackend):
                 except Exception as error:
                     running.remove(entry)
                     self._finish(job, GenerationFailed(f"generation failed: {error}"))
-
-
-# ---------------------------------------------------------------- token stream -> client text
-
-
-class Answer:
-    """What text_pieces produced, for usage and finish_reason."""
-
-    def __init__(self) -> None:
-        self.completion_tokens = 0
-        self.finish_reason = "length"
-        self.text = ""
-
-
-async def text_pieces(
-    backend: Backend,
-    job: Job,
-    max_tokens: int,
-    stop: Iterable[str] = (),
-    answer: Answer | None = None,
-    one_line: bool | None = None,
-) -> AsyncIterator[str]:
-    """Yield the answer's text as it grows; stops at end of sequence, a stop string, or, for a task
-    project (one_line, default backend.one_line), the end of the answer's first line (stripped,
-    as infer.py prints it)."""
-    answer = answer if answer is not None else Answer()
-    one_line = backend.one_line if one_line is None else one_line
-    text = AnswerText(one_line, stop)
-    ids = []
-    try:
-        async for token in job:
-            ids.append(token)
-            answer.completion_tokens = len(ids)
-            if token in backend.eos_ids:
-                answer.finish_reason = "stop"
-                break
-            piece = text.piece(backend.decode(ids))
-            if piece:
-                yield piece
-            if text.ended:
-                answer.finish_reason = "stop"
-                break
-        else:
-            if len(ids) < max_tokens:
-                answer.finish_reason = "stop"
-        if not text.ended:  # the text held back for a stop string that never came
-            piece = text.last_piece(backend.decode(ids))
-            if piece:
-                yield piece
-    finally:
-        job.cancel()
-        answer.text = text.shown

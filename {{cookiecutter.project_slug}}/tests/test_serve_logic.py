@@ -3,9 +3,10 @@
 import asyncio
 import types
 
-from slm.engines import TextGenerator
-from slm.serve_backends import EngineBackend, text_pieces
+from slm.generation import TextGenerator
+from slm.serve_backends import EngineBackend
 from slm.serve_protocol import GenerationFailed
+from slm.serve_text import text_pieces
 
 NOT_READY = "Expected at least one request to be ready, but none were found."
 
