@@ -44,6 +44,12 @@ KNOBS = {
     "learning_rate": (float, 1e-8, 1.0),
     "max_seq_len": (int, 16, 131_072),
     "batch_size": (int, 1, 1024),
+    # evaluations without a lower validation loss before training ends (0: never; slm/early_stopping.py). The
+    # model table's 3, from the curves measured with 10 evaluations a run (docs/training.md, "Early stopping"): a
+    # noisy review-polarity run was best at its 4th evaluation, worse at the 5th and 6th, best again at the 7th
+    # (patience 2 stops at the 6th and misses it); a SQuAD-style run was best at its 2nd, so 3 stops it at the
+    # 5th, half its steps, where the AI Toolkit's 5 stops at the 7th and saves 30%
+    "early_stopping_patience": (int, 0, 1000),
 }
 # settings with no default in the model table: empty unless given
 OPTIONAL_KNOBS = {
@@ -420,6 +426,9 @@ def olive_config(raw_answers):
         "load_best_model_at_end": True,
         "metric_for_best_model": "eval_loss",
         "greater_is_better": False,
+        # a resumed run counts the evaluations without improvement from where it stopped, so it stops where an
+        # uninterrupted run does (transformers restores the early-stopping callback's count only when asked)
+        "restore_callback_states_from_checkpoint": True,
         "output_dir": CHECKPOINT_DIR,
         # info: the Trainer logs its plan, every loss, and which checkpoint it kept
         "log_level": "info",
@@ -455,6 +464,7 @@ def olive_config(raw_answers):
         "min_steps": answers["min_steps"],
         "step_cap": answers["step_cap"],
         "seed": 42,
+        "early_stopping_patience": answers["early_stopping_patience"],
     }
     train_file, validation_file, _ = DATA_FILES[answers["data_format"]]
 

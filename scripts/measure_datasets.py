@@ -25,7 +25,19 @@ from pathlib import Path
 from measure_quality import DEMO_MODEL, FRESH_RUN_FOLDERS, TEMPLATE, run
 
 SCORE = re.compile(r"^(accuracy|token_f1): (\d\.\d{3}) \(n=(\d+)\)$", re.MULTILINE)
-SUMMARY = re.compile(r"^rows (\d+), steps (\d+), epochs ([\d.]+), best step (\d+)", re.MULTILINE)
+# report.py's line: `rows R, steps S, epochs E, best step B ...`, or after an early stop
+# `rows R, stopped early at step S of T: ...; best step B (...), epochs E of P` (steps then reads "S of T")
+SUMMARY_FIGURES = (
+    r"^rows (\d+)",
+    r"^rows \d+, (?:steps|stopped early at step) (\d+(?: of \d+)?)",
+    r"epochs ([\d.]+)",
+    r"best step (\d+)",
+)
+
+
+def summary_figures(report):
+    """rows, steps, epochs run and the best step from report.py's output."""
+    return [re.search(pattern, report, re.MULTILINE).group(1) for pattern in SUMMARY_FIGURES]
 
 
 def render(out, source, template, extra_answers, template_dir=TEMPLATE):
@@ -57,14 +69,14 @@ def measure(project, source, env):
     metric, score, count = SCORE.findall(run([sys.executable, "inferences/infer.py", "--eval"], project, env))[-1]
     if (project / "fine-tuning/report.py").is_file():
         report = run([sys.executable, "fine-tuning/report.py"], project, env)
-        rows, steps, epochs, best = SUMMARY.search(report).groups()
+        rows, steps, epochs, best = summary_figures(report)
     else:  # a template version before the training report: its fixed step count, no validation
         steps = re.search(r'"max_steps": (\d+)', (project / "fine-tuning/olive-config.json").read_text()).group(1)
         rows = len(json.loads((project / "datasets/train.json").read_text(encoding="utf-8")))
         epochs, best = int(steps) * 8 / rows, "-"
     last = prepared.strip().splitlines()[-1]
     print(f"  {project.name}: {last}; olive run {seconds:.0f} s, {metric} {score}", flush=True)
-    return (source.name, int(rows), int(steps), float(epochs), best, seconds, metric, float(score), int(count))
+    return (source.name, int(rows), str(steps), float(epochs), best, seconds, metric, float(score), int(count))
 
 
 def main():
@@ -83,10 +95,10 @@ def main():
     for source in args.files:
         project = render(args.out.resolve(), source.resolve(), args.template, extra_answers, args.template_dir)
         results.append(measure(project, source.resolve(), {**env, "PYTHONPATH": str(project)}))
-    header = f"{'data set':<34}{'train rows':>11}{'steps':>7}{'epochs':>8}{'best step':>10}{'olive run (s)':>15}"
+    header = f"{'data set':<34}{'train rows':>11}{'steps':>11}{'epochs':>8}{'best step':>10}{'olive run (s)':>15}"
     print(f"\n{header}  score")
     for name, rows, steps, epochs, best, seconds, metric, score, count in results:
-        figures = f"{rows:>11}{steps:>7}{epochs:>8.2f}{best:>10}{seconds:>15.0f}"
+        figures = f"{rows:>11}{steps:>11}{epochs:>8.2f}{best:>10}{seconds:>15.0f}"
         print(f"{name:<34}{figures}  {metric} {score:.3f} (n={count})")
     return 0
 

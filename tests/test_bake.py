@@ -43,6 +43,7 @@ COMMON_FILES = {
     "slm/report.py",
     "slm/schedule.py",
     "slm/checkpoints.py",
+    "slm/early_stopping.py",
     "fine-tuning/report.py",
     "slm/progress.py",
     "slm/bandwidth.py",
@@ -82,6 +83,7 @@ COMMON_FILES = {
     "tests/test_project.py",
     "tests/test_prompts.py",
     "tests/test_schedule.py",
+    "tests/test_training_report.py",
 }
 DATA_FILES = {
     "columns": {"datasets/train.json", "datasets/validation.json", "datasets/eval.json"},
@@ -327,7 +329,7 @@ def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
     assert validation["pre_process_data_config"] == {
         key: value
         for key, value in pre_process.items()
-        if key not in ("epochs", "min_steps", "step_cap", "seed", "data_version")
+        if key not in ("epochs", "min_steps", "step_cap", "seed", "data_version", "early_stopping_patience")
     }
     assert args["load_best_model_at_end"] and args["metric_for_best_model"] == "eval_loss"
     assert args["save_steps"] == args["eval_steps"] < 1 and args["train_sampling_strategy"] == "sequential"
@@ -446,6 +448,26 @@ def test_every_model_has_training_defaults_in_range():
     assert len(phi) == 4 and {row["training"] for row in phi} == {"_phi_training"}
 
 
+@pytest.mark.parametrize("base_model", CONTEXT["base_model"])
+def test_early_stopping_is_rendered_for_every_model_and_can_be_switched_off(base_model):
+    import template_logic
+
+    def rendered(**overrides):
+        config = template_logic.olive_config({**DEFAULTS, "base_model": base_model, **overrides})
+        args = config["passes"]["finetune"]["config"]["training_args"]
+        # the callback needs the best checkpoint chosen on the validation loss, and a resume needs its count back
+        assert args["load_best_model_at_end"] and args["metric_for_best_model"] == "eval_loss"
+        assert args["restore_callback_states_from_checkpoint"] is True
+        return config["data_configs"][0]["pre_process_data_config"]["early_stopping_patience"]
+
+    table = int(template_logic.MODELS[base_model]["training"]["early_stopping_patience"])
+    assert rendered() == table >= 3  # 2 would have missed a measured best step (docs/training.md)
+    assert rendered(__early_stopping_patience="0") == 0
+    assert rendered(__early_stopping_patience="5") == 5
+    with pytest.raises(template_logic.AnswerError, match="early_stopping_patience=-1 is out of range"):
+        rendered(__early_stopping_patience="-1")
+
+
 def test_training_settings_can_be_overridden_without_prompts(bake):
     project = bake(base_model=DEMO_MODEL, __learning_rate="0.0005", __max_steps="40", __epochs="2.5")
     config = project.read_json("fine-tuning/olive-config.json")
@@ -478,6 +500,13 @@ STRICT_REJECTIONS = [
     ),
     pytest.param(
         ("data_configs", 0, "pre_process_data_config"), "answer_olny", False, "answer_olny", id="own-component-key"
+    ),
+    pytest.param(
+        ("data_configs", 0, "pre_process_data_config"),
+        "early_stoping_patience",
+        2,
+        "early_stoping_patience",
+        id="misspelt-early-stopping-key",
     ),
 ]
 

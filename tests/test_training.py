@@ -1,5 +1,6 @@
-"""Training that a user can trust: the same LoRA weights from every run of one config, and a run stopped
-halfway that resumes to those same weights. A tiny random Phi-3 (tests/conftest.py), real `olive run`s."""
+"""Training that a user can trust: the same LoRA weights from every run of one config, a run stopped
+halfway that resumes to those same weights, and training that stops when the validation loss stops improving,
+ending with the best checkpoint. A tiny random Phi-3 (tests/conftest.py), real `olive run`s."""
 
 import hashlib
 import json
@@ -14,10 +15,20 @@ from conftest import check
 
 pytestmark = pytest.mark.slow
 
-# 200 steps of 4 rows at a checkpoint every 20: long enough to stop the run after its first checkpoint
-# (measured: 60 steps train in 5 s), short enough for CI. Rank 8: see TINY_LORA_R in conftest.py.
-# the export search is tested in test_e2e.py; here one recipe is enough
-TINY_SCHEDULE = {"__epochs": "0.1", "__min_steps": "200", "__lora_r": "8", "__export_search": "no"}
+# 200 scheduled steps of 4 rows, evaluated and saved every 20, at a learning rate under which the tiny model's
+# validation loss stops improving early (measured: lowest at step 60, 10.028; then 10.101, 10.060, 10.035), so the
+# default early stopping (3 evaluations) ends the runs at step 120, and the resumed run is stopped after a
+# checkpoint that already counts an evaluation without improvement (step 80). Rank 8: see TINY_LORA_R in
+# conftest.py. The export search is tested in test_e2e.py; here one recipe is enough.
+TINY_SCHEDULE = {
+    "__epochs": "0.1",
+    "__min_steps": "200",
+    "__learning_rate": "0.05",
+    "__lora_r": "8",
+    "__export_search": "no",
+}
+SCHEDULED_STEPS = 200
+PATIENCE = 3  # the model table's early_stopping_patience, the same for every model
 
 
 def adapter_digest(project):
@@ -40,23 +51,52 @@ def uninterrupted(cookies_session, tiny_phi3_dir):
     return bake_and_run("seed-one"), bake_and_run("seed-two")
 
 
+def trainer_states(project):
+    """Each complete checkpoint's trainer_state.json, by step; one that a running Trainer is writing or removing
+    (save_total_limit) is left out."""
+    states = {}
+    for path in (project.path / "gen-model/checkpoints").glob("checkpoint-*/trainer_state.json"):
+        try:
+            states[int(path.parent.name.rsplit("-", 1)[1])] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return states
+
+
+def stall_count(state):
+    return state["stateful_callbacks"]["StopWhenValidationStalls"]["attributes"]["early_stopping_patience_counter"]
+
+
 def test_two_runs_of_one_config_give_byte_identical_lora_weights(uninterrupted):
+    from safetensors.torch import load_file
+
     one, two = uninterrupted
     assert adapter_digest(one) == adapter_digest(two)
-    # and the run kept the checkpoint with the lowest validation loss, evaluated on the validation rows
-    state = json.loads(next((one.path / "gen-model/checkpoints").glob("checkpoint-200/trainer_state.json")).read_text())
+    # the run stopped early: its last PATIENCE evaluations found no lower validation loss than the best before them
+    states = trainer_states(one)
+    stopped = max(states)
+    state = states[stopped]
+    assert stopped < SCHEDULED_STEPS and state["max_steps"] == SCHEDULED_STEPS
     evaluated = {entry["step"]: entry["eval_loss"] for entry in state["log_history"] if "eval_loss" in entry}
-    assert len(evaluated) == 10
+    assert sorted(evaluated) == list(range(20, stopped + 1, 20))
     best_step = int(state["best_model_checkpoint"].rsplit("-", 1)[1])
-    assert evaluated[best_step] == min(evaluated.values())
+    assert evaluated[best_step] == min(evaluated.values()) and best_step == stopped - PATIENCE * 20
+    assert stall_count(state) == PATIENCE
+    # and kept the checkpoint with the lowest validation loss as the model (Olive's adapter holds its weights)
+    kept = load_file(next((one.path / "gen-model/olive-cache").rglob("adapter/adapter_model.safetensors")))
+    best = load_file(one.path / f"gen-model/checkpoints/checkpoint-{best_step}/adapter_model.safetensors")
+    assert kept.keys() == best.keys() and all(kept[name].equal(best[name]) for name in kept)
     report = check(one.run("fine-tuning/report.py")).stdout
-    assert f"rows 216, steps 200, epochs 3.704, best step {best_step}" in report, report
+    expected = (
+        f"rows 216, stopped early at step {stopped} of {SCHEDULED_STEPS}: no better validation loss in {PATIENCE} "
+        f"evaluations; best step {best_step}"
+    )
+    assert expected in report, report
     assert (one.path / "gen-model/report/training-loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_run_stopped_after_a_checkpoint_resumes_to_the_same_weights(bake, tiny_phi3_dir, uninterrupted):
     project = bake(local_model_path=str(tiny_phi3_dir), project_slug="resumed", **TINY_SCHEDULE)
-    checkpoints = project.path / "gen-model/checkpoints"
     command = [sys.executable, "-m", "olive", "run", "--config", "fine-tuning/olive-config.json"]
     env = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(project.path)}
     with open(project.path / "stopped.log", "w") as log:
@@ -71,19 +111,21 @@ def test_a_run_stopped_after_a_checkpoint_resumes_to_the_same_weights(bake, tiny
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.time() + 600
-        while not any(checkpoints.glob("checkpoint-*/trainer_state.json")):  # a complete checkpoint
+        # a complete checkpoint after an evaluation without improvement: the resumed run has to carry that count
+        # on to stop where the uninterrupted runs did
+        while not any(stall_count(state) for state in trainer_states(project).values()):
             assert process.poll() is None and time.time() < deadline, (project.path / "stopped.log").read_text()
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)  # Ctrl-C
         process.wait(timeout=120)
     assert process.returncode != 0, "the run finished before it was stopped: lengthen TINY_SCHEDULE"
-    steps_done = max(
-        int(state.parent.name.rsplit("-", 1)[1]) for state in checkpoints.glob("checkpoint-*/trainer_state.json")
-    )
-    assert steps_done < 200
+    stopped_at = max(trainer_states(uninterrupted[0]))
+    steps_done = max(trainer_states(project))
+    assert steps_done < stopped_at and stall_count(trainer_states(project)[steps_done]) >= 1
     resumed = check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
     log = resumed.stdout + resumed.stderr
     assert "resuming the interrupted training run" in log and f"global step {steps_done}" in log, log[-3000:]
+    assert max(trainer_states(project)) == stopped_at
     assert adapter_digest(project) == adapter_digest(uninterrupted[0])
 
 
@@ -99,4 +141,5 @@ def test_changed_settings_start_afresh_and_keep_the_old_checkpoints(uninterrupte
     rerun = check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
     log = rerun.stdout + rerun.stderr
     assert "held a training run of other settings or data" in log and "resuming" not in log, log[-3000:]
-    assert (project.path / "gen-model/checkpoints.previous/checkpoint-200").is_dir()
+    stopped_at = max(trainer_states(uninterrupted[0]))
+    assert (project.path / f"gen-model/checkpoints.previous/checkpoint-{stopped_at}").is_dir()

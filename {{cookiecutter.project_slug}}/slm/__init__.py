@@ -20,6 +20,8 @@ Training
 - olive_data:      the answer-only pre-processing Olive runs during `olive run`: rows in training order,
                    the adapter's seed
 - checkpoints:     the Trainer's checkpoint folder, resumed from only by the run that wrote it
+- early_stopping:  training ends after N evaluations without a lower validation loss (a Trainer callback
+                   Olive's config cannot pass)
 - olive_eval:      the export search's evaluator: each int4 recipe scored on the validation rows
                    against the fine-tune in fp32, during `olive run`
 - olive_compat:    fixes to Olive 0.13.0: what the export search needs, and a failed pass ending

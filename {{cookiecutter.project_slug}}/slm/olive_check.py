@@ -28,10 +28,11 @@ import json
 from pathlib import Path
 
 from slm.errors import UserError, cli
-from slm.project import OLIVE_CONFIG, SCHEDULE_KEYS
+from slm.project import EARLY_STOPPING_KEY, OLIVE_CONFIG, SCHEDULE_KEYS
 
-# keys of the training data's pre-processing that only the schedule uses (slm/schedule.py), and its row order
-SCHEDULE_ONLY_KEYS = (*SCHEDULE_KEYS, "seed")
+# keys of the training data's pre-processing that only training uses: the schedule (slm/schedule.py), its row
+# order, early stopping
+SCHEDULE_ONLY_KEYS = (*SCHEDULE_KEYS, "seed", EARLY_STOPPING_KEY)
 # training_args keys of Olive 0.13's LoRA pass that are not transformers.TrainingArguments fields
 OLIVE_TRAINING_KEYS = {"overwrite_output_dir", "resume_from_checkpoint"}
 

@@ -21,7 +21,8 @@ server send, so the trained prefix is the served prompt.
 The training data config also carries the schedule (`epochs`, `min_steps`, `step_cap`, `seed`:
 see slm/schedule.py): its rows come out laid in the order and number of the steps the row count
 calls for, and the checkpoint folder of the Trainer is checked to belong to this data and these
-settings before Olive resumes from it (`guard_checkpoints`). The validation data config uses the
+settings before Olive resumes from it (`guard_checkpoints`); its `early_stopping_patience` ends training after that
+many evaluations without a lower validation loss (slm/early_stopping.py). The validation data config uses the
 same component without a schedule, so its loss is on the answer tokens, as trained.
 
 It is used from the data config of fine-tuning/olive-config.json:
@@ -41,6 +42,7 @@ import torch
 from olive.data.registry import Registry
 
 from slm.checkpoints import check_project_at_start, guard_checkpoints
+from slm.early_stopping import stop_early_after
 from slm.errors import UserError
 from slm.olive_compat import fail_when_no_model_is_produced
 from slm.progress import quiet_trainer_bar_in_logs
@@ -180,6 +182,7 @@ def answer_only_pre_process(
     step_cap: int = 1_000_000,
     seed: int = 42,
     data_version: str | None = None,
+    early_stopping_patience: int | None = None,
     **kwargs,
 ):
     """Olive pre-processing: line-by-line, unpadded rows with the prompt's labels set to -100.
@@ -202,6 +205,8 @@ def answer_only_pre_process(
         seed: the order of the rows in each pass.
         data_version: the digest prepare.py recorded of the training and validation files; `olive run` stops when
             they no longer match it (Olive's cache is keyed on the config, so the digest is how new data reaches it).
+        early_stopping_patience: training data only: training ends after this many evaluations without a lower
+            validation loss (0: it runs the whole schedule). None: this data config does not set it.
         **kwargs: only Olive's own `task`; any other key is refused, since Olive would not say it is unused.
 
     """
@@ -213,6 +218,8 @@ def answer_only_pre_process(
     kwargs.pop("task", None)
     if kwargs:
         raise ValueError(f"answer_only_pre_process does not take {sorted(kwargs)}")
+    if early_stopping_patience is not None:
+        stop_early_after(early_stopping_patience)
     tokenizer = get_tokenizer(model_name, trust_remote_code=trust_remote_code)
     if max_samples is not None:
         dataset = dataset.select(range(min(len(dataset), max_samples)))

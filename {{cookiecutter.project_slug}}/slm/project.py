@@ -32,6 +32,8 @@ DATA_REPORT = "data-report.json"
 # what olive run and infer.py --eval leave for the user to look at: the loss curve, the summary, every answer
 REPORT_DIR = Path("gen-model/report")
 SCHEDULE_KEYS = ("epochs", "min_steps", "step_cap")
+# the training data's key that ends training after that many evaluations without improvement (slm/early_stopping.py)
+EARLY_STOPPING_KEY = "early_stopping_patience"
 # the file Olive's ExtractAdapters pass writes beside the model (export=adapter)
 ADAPTER_FILE = "adapter_weights.onnx_adapter"
 

@@ -50,7 +50,20 @@ def read_training(project: Project) -> dict:
         "epochs": record.get("epochs"),
         "seconds": state_file.stat().st_mtime - record["started"] if "started" in record else None,
         "resumed": record.get("resumed", False),
+        "stalled_evaluations": stalled_evaluations(state),
     }
+
+
+def stalled_evaluations(state: dict) -> int | None:
+    """The early-stopping patience when the run stopped for it (that many evaluations without a lower validation
+    loss, as the callback counted them in trainer_state.json), else None: no early stopping, or not triggered."""
+    for saved in state.get("stateful_callbacks", {}).values():
+        for callback in saved if isinstance(saved, list) else [saved]:
+            patience = callback.get("args", {}).get("early_stopping_patience")
+            count = callback.get("attributes", {}).get("early_stopping_patience_counter", 0)
+            if patience and count >= patience:
+                return patience
+    return None
 
 
 def summary_line(training: dict) -> str:
@@ -59,13 +72,17 @@ def summary_line(training: dict) -> str:
         if training["best_step"] is not None
         else "no validation (the last step is the model)"
     )
-    done = "" if training["steps"] == training["max_steps"] else f" of {training['max_steps']} (not finished)"
     seconds = f", training {training['seconds']:.0f} s" if training["seconds"] is not None else ""
     resumed = " since the resume" if training["resumed"] else ""
-    return (
-        f"rows {training['rows']}, steps {training['steps']}{done}, epochs {training['epochs']}, {best}"
-        f"{seconds}{resumed}"
-    )
+    steps, scheduled, epochs = training["steps"], training["max_steps"], training["epochs"]
+    if training["stalled_evaluations"] and steps < scheduled:
+        run_epochs = f"{epochs * steps / scheduled:.3f} of {epochs}" if epochs is not None else epochs
+        return (
+            f"rows {training['rows']}, stopped early at step {steps} of {scheduled}: no better validation loss in "
+            f"{training['stalled_evaluations']} evaluations; {best}, epochs {run_epochs}{seconds}{resumed}"
+        )
+    done = "" if steps == scheduled else f" of {scheduled} (not finished)"
+    return f"rows {training['rows']}, steps {steps}{done}, epochs {epochs}, {best}{seconds}{resumed}"
 
 
 def plot(training: dict, path: Path) -> None:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from slm.project import Project
+from slm.project import EARLY_STOPPING_KEY, Project
 from slm.schedule import Schedule, row_order, validation_count
 
 ROOT_CONFIG = "fine-tuning/olive-config.json"
@@ -53,3 +53,20 @@ def test_the_rendered_config_carries_the_schedule_the_readme_documents():
     assert project.training_args["train_sampling_strategy"] == "sequential"
     readme = open("README.md", encoding="utf-8").read()
     assert "`min_steps`" in readme and "`step_cap`" in readme and "training_args.max_steps" in readme
+
+
+def test_the_rendered_config_stops_early_as_the_readme_documents():
+    project = Project.load(ROOT_CONFIG)
+    patience = project.pre_process[EARLY_STOPPING_KEY]
+    assert isinstance(patience, int) and patience >= 0
+    # the count of evaluations without improvement comes back on resume, so a resumed run stops at the same step
+    assert project.training_args["restore_callback_states_from_checkpoint"] is True
+    assert f"`{EARLY_STOPPING_KEY}`" in open("README.md", encoding="utf-8").read()
+
+
+@pytest.mark.parametrize("patience", [-1, 2.5, "3", True])
+def test_early_stopping_refuses_a_patience_that_is_not_a_count(patience):
+    from slm.early_stopping import stop_early_after
+
+    with pytest.raises(ValueError, match=EARLY_STOPPING_KEY):
+        stop_early_after(patience)
