@@ -16,6 +16,8 @@ Shared
 
 Training
 - schedule:        how many steps a data set gets, from its row count; the validation split's size
+- footprint:       the measured CPU time per step and peak memory of each stage, and the guard that
+                   refuses a run this machine's memory cannot hold
 - olive_data:      the answer-only pre-processing Olive runs during `olive run`: rows in training order,
                    the adapter's seed
 - checkpoints:     the Trainer's checkpoint folder, resumed from only by the run that wrote it

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from slm.data import check_rows, read_records, write_together
 from slm.errors import UserError, cli
+from slm.footprint import check_fits
 from slm.project import Project
 from slm.prompts import ColumnsTask
 from slm.schedule import Schedule, estimated_seconds, validation_count
@@ -59,7 +60,8 @@ def schedule_report(project, train_rows):
     seconds = estimated_seconds(project.base_model_dir.name, schedule)
     if seconds is not None:
         line += f"; about {seconds / 60:.0f} min of training on a 2-core CPU"
-    return line
+    expected = check_fits(project)
+    return line + (f"\n{expected.describe()}" if expected else "")
 
 
 def duplicate_key(row, task):
@@ -114,6 +116,7 @@ def columns_as_messages(records, columns, system_prompt, source):
 
 
 def prepare(project, source, eval_ratio, seed, to=None, system_prompt=None, columns=None):
+    check_fits(project)  # before anything is read or written: a run this machine cannot hold is refused
     task = project.task
     source = Path(source)
     outputs = (project.train_file, project.validation_file, project.eval_file)
