@@ -1,12 +1,15 @@
 """What `olive run` costs on a real-shape Phi: the whole run of a rendered project, its process tree sampled.
 
     python scripts/measure_full_size.py --work DIR --tokenizer-from SMOLLM2_DIR [--model MODEL] [--layers N]
-        [--steps 2] [--answer KEY=VALUE ...] [--env NAME=VALUE ...] [--decode-tokens 32]
+        [--steps 2] [--answer KEY=VALUE ...] [--set DOTTED.KEY=JSON ...] [--env NAME=VALUE ...]
+        [--template DIR] [--decode-tokens 32]
 
 1. A random-weight model of MODEL's published shape (scripts/phi_shapes.py, bfloat16 as the hub ships it; the
    full 32 layers unless --layers) is written to DIR/<name>-<layers>L, or reused when it is there.
 2. The template is rendered with every answer at its default but `base_model` MODEL, `local_model_path` that
-   folder and `__max_steps` --steps (plus each --answer), into DIR/project (replaced).
+   folder and `__max_steps` --steps (plus each --answer), into DIR/project (replaced); each --set then changes
+   one key of its fine-tuning/olive-config.json (a trial of a setting; --template: another checkout, for a
+   before/after pair).
 3. `python -m olive run --config fine-tuning/olive-config.json` runs there as a user runs it. The resident memory of
    its whole process tree (the run and every child: the decode timing of the export search) is summed every
    SAMPLE_SECONDS; Olive's log lines `Running pass NAME` / `Pass NAME finished` cut the run into stages (after a
@@ -51,6 +54,7 @@ def base_model(args) -> Path:
 
 
 def render(args, model_dir: Path) -> Path:
+    """The rendered project, with each --set applied to its Olive config."""
     from cookiecutter.main import cookiecutter
 
     project = args.work / "project"
@@ -64,7 +68,17 @@ def render(args, model_dir: Path) -> Path:
         "install_dependencies": "no",
         **dict(answer.split("=", 1) for answer in args.answer),
     }
-    cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(args.work), extra_context=answers)
+    cookiecutter(str(args.template), no_input=True, output_dir=str(args.work), extra_context=answers)
+    config_path = project / "fine-tuning" / "olive-config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    for setting in args.set:
+        dotted, value = setting.split("=", 1)
+        *parents, key = dotted.split(".")
+        node = config
+        for parent in parents:
+            node = node[int(parent)] if isinstance(node, list) else node[parent]
+        node[key] = json.loads(value)
+    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return project
 
 
@@ -78,8 +92,9 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def run_olive(project: Path, env: dict, log_path: Path):
-    """Run olive run; returns (exit status, [(seconds, stage label) at each stage start], [(seconds, rss bytes)])."""
+def run_olive(project: Path, env: dict, log_path: Path, kill_above: float | None = None):
+    """Run olive run; returns (exit status, [(seconds, stage label) at each stage start], [(seconds, rss bytes)]).
+    kill_above: GiB of the process tree at which the run is killed (a machine shared with other work)."""
     environment = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(project), **env}
     command = [sys.executable, "-m", "olive", "run", "--config", "fine-tuning/olive-config.json"]
     start = time.perf_counter()
@@ -99,6 +114,7 @@ def run_olive(project: Path, env: dict, log_path: Path):
                     counts[name] = counts.get(name, 0) + 1
                     marks.append((time.perf_counter() - start, f"{name} #{counts[name]}"))
                 elif finished := FINISHED.search(line):
+                    # what follows a pass until the next one: the export search scoring its candidate
                     name = finished.group(1)
                     marks.append((time.perf_counter() - start, f"after {name} #{counts.get(name, 1)}"))
 
@@ -108,6 +124,12 @@ def run_olive(project: Path, env: dict, log_path: Path):
     samples = []
     while child.poll() is None:
         samples.append((time.perf_counter() - start, tree_rss(process)))
+        if kill_above and samples[-1][1] > kill_above * GIB:
+            for member in [*process.children(recursive=True), process]:
+                member.kill()
+            child.wait()
+            print(f"killed at {samples[-1][1] / GIB:.1f} GiB after {samples[-1][0]:.0f} s", flush=True)
+            break
         time.sleep(SAMPLE_SECONDS)
     reader.join()
     marks.append((time.perf_counter() - start, "end"))
@@ -115,11 +137,13 @@ def run_olive(project: Path, env: dict, log_path: Path):
 
 
 def stage_table(marks, samples):
-    """[(stage, wall seconds, peak GiB)] between consecutive marks."""
+    """[(stage, wall seconds, peak GiB)] between consecutive marks; a pass taken from Olive's cache (no sample
+    inside) is left out."""
     rows = []
     for (begin, label), (end, _) in zip(marks, marks[1:], strict=False):
         inside = [rss for when, rss in samples if begin <= when < end]
-        rows.append((label, end - begin, max(inside, default=0) / GIB))
+        if inside:
+            rows.append((label, end - begin, max(inside) / GIB))
     return rows
 
 
@@ -150,14 +174,17 @@ def main(argv=None):
     parser.add_argument("--layers", type=int, help="fewer layers than the published 32 (a trial)")
     parser.add_argument("--steps", type=int, default=2, help="training steps (__max_steps)")
     parser.add_argument("--answer", action="append", default=[], help="KEY=VALUE: a template answer")
+    parser.add_argument("--set", action="append", default=[], help="DOTTED.KEY=JSON: a key of the Olive config")
+    parser.add_argument("--template", type=Path, default=TEMPLATE, help="the template checkout to render")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for olive run's environment")
+    parser.add_argument("--kill-above", type=float, help="kill the run when its process tree passes this many GiB")
     parser.add_argument("--decode-tokens", type=int, default=0, help="decode the export this many tokens (0: no)")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     model_dir = base_model(args)
     project = render(args, model_dir)
     log = args.work / "olive-run.log"
-    code, marks, samples = run_olive(project, dict(pair.split("=", 1) for pair in args.env), log)
+    code, marks, samples = run_olive(project, dict(pair.split("=", 1) for pair in args.env), log, args.kill_above)
     rows = stage_table(marks, samples)
     print(f"olive run of {args.model} ({args.layers or 32} layers), exit {code}, log {log}")
     print("| stage | wall | peak resident (process tree) |\n|---|---|---|")

@@ -23,8 +23,8 @@ Training
 - checkpoints:     the Trainer's checkpoint folder, resumed from only by the run that wrote it
 - olive_eval:      the export search's evaluator: each int4 recipe scored on the validation rows
                    against the fine-tune in fp32, during `olive run`
-- olive_compat:    fixes to Olive 0.13.0: what the export search needs, and a failed pass ending
-                   `olive run` with exit status 1 (Olive's own is 0)
+- olive_compat:    fixes to Olive 0.13.0: what the export search needs, memory handed back between
+                   passes, and a failed pass ending `olive run` with exit status 1 (Olive's own is 0)
 - export_report:   the int4 recipes `olive run` tried and the one it kept, from Olive's footprint
 - report:          the loss curve and summary line of a training run, and the export table
                    (fine-tuning/report.py)

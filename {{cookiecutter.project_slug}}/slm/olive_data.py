@@ -41,7 +41,7 @@ import torch
 from olive.data.registry import Registry
 
 from slm.checkpoints import check_project_at_start, guard_checkpoints
-from slm.olive_compat import fail_when_no_model_is_produced
+from slm.olive_compat import fail_when_no_model_is_produced, release_memory_after_each_step
 from slm.project import Project
 from slm.prompts import ChatTask, ColumnsTask, common_prefix
 from slm.schedule import Schedule, row_order
@@ -62,6 +62,7 @@ torch.manual_seed(ADAPTER_INIT_SEED)
 # model trained on the old data), and get the checkpoint folder ready (slm/checkpoints.py)
 check_project_at_start()
 fail_when_no_model_is_produced()
+release_memory_after_each_step()
 # training_args.log_level "info" shows the Trainer's plan, its evaluations and the checkpoint it keeps;
 # without this, every checkpoint save also prints the base model's whole config.json
 logging.getLogger("transformers.configuration_utils").setLevel(logging.WARNING)
