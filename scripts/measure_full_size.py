@@ -2,13 +2,13 @@
 
     python scripts/measure_full_size.py --work DIR --tokenizer-from SMOLLM2_DIR [--model MODEL] [--layers N]
         [--steps 2] [--answer KEY=VALUE ...] [--set DOTTED.KEY=JSON ...] [--env NAME=VALUE ...]
-        [--template DIR] [--decode-tokens 32]
+        [--template-dir DIR] [--decode-tokens 32]
 
 1. A random-weight model of MODEL's published shape (scripts/phi_shapes.py, bfloat16 as the hub ships it; the
    full 32 layers unless --layers) is written to DIR/<name>-<layers>L, or reused when it is there.
 2. The template is rendered with every answer at its default but `base_model` MODEL, `local_model_path` that
    folder and `__max_steps` --steps (plus each --answer), into DIR/project (replaced); each --set then changes
-   one key of its fine-tuning/olive-config.json (a trial of a setting; --template: another checkout, for a
+   one key of its fine-tuning/olive-config.json (a trial of a setting; --template-dir: another checkout, for a
    before/after pair).
 3. `python -m olive run --config fine-tuning/olive-config.json` runs there as a user runs it. The resident memory of
    its whole process tree (the run and every child: the decode timing of the export search) is summed every
@@ -175,7 +175,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=2, help="training steps (__max_steps)")
     parser.add_argument("--answer", action="append", default=[], help="KEY=VALUE: a template answer")
     parser.add_argument("--set", action="append", default=[], help="DOTTED.KEY=JSON: a key of the Olive config")
-    parser.add_argument("--template", type=Path, default=TEMPLATE, help="the template checkout to render")
+    parser.add_argument("--template-dir", dest="template", type=Path, default=TEMPLATE, help="a template checkout")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for olive run's environment")
     parser.add_argument("--kill-above", type=float, help="kill the run when its process tree passes this many GiB")
     parser.add_argument("--decode-tokens", type=int, default=0, help="decode the export this many tokens (0: no)")
