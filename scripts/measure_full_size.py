@@ -1,190 +1,204 @@
-"""What a full-size Phi-3-mini costs on this machine: each stage of the project alone, its wall time and peak memory.
+"""What `olive run` costs on a real-shape Phi: the whole run of a rendered project, its process tree sampled.
 
-    python scripts/measure_full_size.py --tokenizer-from SMOLLM2_DIR --work DIR [--stages build,lora,merge,export,speed]
+    python scripts/measure_full_size.py --work DIR --tokenizer-from SMOLLM2_DIR [--model MODEL] [--layers N]
+        [--steps 2] [--answer KEY=VALUE ...] [--set DOTTED.KEY=JSON ...] [--env NAME=VALUE ...]
+        [--template-dir DIR] [--decode-tokens 32]
 
-A random-weight 32-layer Phi-3-mini-4k-instruct (3.8B parameters, the published config.json: scripts/phi_shapes.py,
-bfloat16 as the hub ships it) goes through the stages `olive run` chains, each in a process of its own so that
-its peak resident memory is its own (the parent reads it from the child's rusage):
+1. A random-weight model of MODEL's published shape (scripts/phi_shapes.py, bfloat16 as the hub ships it; the
+   full 32 layers unless --layers) is written to DIR/<name>-<layers>L, or reused when it is there.
+2. The template is rendered with every answer at its default but `base_model` MODEL, `local_model_path` that
+   folder and `__max_steps` --steps (plus each --answer), into DIR/project (replaced); each --set then changes
+   one key of its fine-tuning/olive-config.json (a trial of a setting; --template-dir: another checkout, for a
+   before/after pair).
+3. `python -m olive run --config fine-tuning/olive-config.json` runs there as a user runs it. The resident memory of
+   its whole process tree (the run and every child: the decode timing of the export search) is summed every
+   SAMPLE_SECONDS; Olive's log lines `Running pass NAME` / `Pass NAME finished` cut the run into stages (after a
+   ModelBuilder pass, its candidate's scoring by the export search).
+4. With --decode-tokens, the exported model decodes in a process of its own: first-token time of a 128-token
+   prompt, then tokens/s.
 
-- lora: the LoRA pass's training step with the template's settings for this model (r 64, alpha 64, dropout 0.05,
-  the four Phi-3 projections, learning rate 1e-4, fp32 on CPU, batch 4 = the table's), on rows of 256 tokens;
-  seconds per step. `--gradient-checkpointing` recomputes activations in the backward pass instead of keeping them.
-- merge: the base model with the trained adapter merged in, saved as MergeAdapterWeights saves it (fp32).
-- export: ModelBuilder int4 on the merged model with the template's CPU settings and the model table's first recipe (or
-  `--int4-recipe`), as the builder pass runs it.
-- speed: the int4 model on ONNX Runtime GenAI: time to the first token of a 128-token prompt, then decode tokens/s.
-
-Not part of the test suite: it needs about 45 GB of disk and an hour or more on 2 cores.
+Prints the stage table (wall, peak GiB) and the whole run's peak, then the same as JSON. Not part of the test
+suite: the full size needs about 25 GB of disk and 20-30 minutes on 2 cores.
 """
 
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
+
 SCRIPTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(SCRIPTS))
-sys.path.insert(0, str(SCRIPTS.parent))
-MODEL = "microsoft/Phi-3-mini-4k-instruct"
-STAGES = ("build", "lora", "merge", "export", "speed")
-ROW_TOKENS = 256
+TEMPLATE = SCRIPTS.parent
+GIB = 2**30
+SAMPLE_SECONDS = 0.5
+MODELS = ("microsoft/Phi-3-mini-4k-instruct", "microsoft/Phi-4-mini-instruct")
+STARTED = re.compile(r"Running pass (\S+?):")
+FINISHED = re.compile(r"Pass (\S+?):\S+ finished in")
 
 
-def training_settings():
-    """The template's LoRA settings for MODEL, from its model table."""
-    import template_logic
+def base_model(args) -> Path:
+    """The random-weight shape, written in a process of its own (its memory is not the run's)."""
+    layers = args.layers or 32
+    folder = args.work / f"{args.model.split('/')[-1]}-{layers}L"
+    if not (folder / "config.json").is_file():
+        command = [sys.executable, str(SCRIPTS / "phi_shapes.py"), args.model, str(folder)]
+        subprocess.run([*command, "--tokenizer-from", str(args.tokenizer_from), "--layers", str(layers)], check=True)
+    return folder
 
-    row = template_logic.MODELS[MODEL]
-    return {
-        "r": int(row["training"]["lora_r"]),
-        "alpha": float(row["training"]["lora_alpha"]),
-        "learning_rate": float(row["training"]["learning_rate"]),
-        "batch": int(row["training"]["batch_size"]),
-        "target_modules": template_logic.TARGET_MODULES[row["architecture"]],
+
+def render(args, model_dir: Path) -> Path:
+    """The rendered project, with each --set applied to its Olive config."""
+    from cookiecutter.main import cookiecutter
+
+    project = args.work / "project"
+    shutil.rmtree(project, ignore_errors=True)
+    answers = {
+        "project_slug": "project",
+        "base_model": args.model,
+        "local_model_path": str(model_dir),
+        "__max_steps": str(args.steps),
+        "__download_model": "no",
+        "install_dependencies": "no",
+        **dict(answer.split("=", 1) for answer in args.answer),
     }
+    cookiecutter(str(args.template), no_input=True, output_dir=str(args.work), extra_context=answers)
+    config_path = project / "fine-tuning" / "olive-config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    for setting in args.set:
+        dotted, value = setting.split("=", 1)
+        *parents, key = dotted.split(".")
+        node = config
+        for parent in parents:
+            node = node[int(parent)] if isinstance(node, list) else node[parent]
+        node[key] = json.loads(value)
+    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return project
 
 
-def stage_build(args):
-    from phi_shapes import write_shape
-
-    write_shape(MODEL, args.work / "base", args.tokenizer_from, layers=args.layers)
-    return f"{args.layers or 32} layer(s), bfloat16 on disk"
-
-
-def stage_lora(args):
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    settings = training_settings()
-    torch.manual_seed(0)
-    network = AutoModelForCausalLM.from_pretrained(args.work / "base", dtype=torch.float32)
-    if args.gradient_checkpointing:
-        network.gradient_checkpointing_enable()
-        network.enable_input_require_grads()
-    lora = LoraConfig(
-        r=settings["r"],
-        lora_alpha=settings["alpha"],
-        lora_dropout=0.05,
-        target_modules=settings["target_modules"],
-        task_type="CAUSAL_LM",
-    )
-    network = get_peft_model(network, lora)
-    network.train()
-    optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=settings["learning_rate"])
-    seconds = []
-    for _ in range(args.steps):
-        ids = torch.randint(0, 32000, (settings["batch"], ROW_TOKENS))
-        start = time.perf_counter()
-        loss = network(input_ids=ids, labels=ids).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        seconds.append(time.perf_counter() - start)
-        print(f"step {len(seconds)}: {seconds[-1]:.1f} s", flush=True)
-    network.save_pretrained(args.work / "adapter")
-    per_step = ", ".join(f"{s:.1f}" for s in seconds)
-    return f"batch {settings['batch']} x {ROW_TOKENS} tokens: {per_step} s/step"
+def tree_rss(process: psutil.Process) -> int:
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:  # ended between the listing and the reading
+            pass
+    return total
 
 
-def stage_merge(args):
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    network = AutoModelForCausalLM.from_pretrained(args.work / "base", dtype=torch.float32)
-    network = PeftModel.from_pretrained(network, args.work / "adapter").merge_and_unload()
-    network.save_pretrained(args.work / "merged")
-    AutoTokenizer.from_pretrained(args.work / "base").save_pretrained(args.work / "merged")
-    return "fp32 on disk"
-
-
-def stage_export(args):
-    from onnxruntime_genai.models.builder import create_model
-
-    import template_logic
-
-    # the model table's first int4 recipe (the one built alone with the export search off), or --int4-recipe
-    recipe = args.int4_recipe or template_logic.MODELS[MODEL]["int4_recipe"]
-    settings = {**template_logic.CPU_INT4, **template_logic.builder_loading_settings()["extra_options"]}
-    settings["int4_algo_config"] = recipe
-    merged = str(args.work / "merged")
-    create_model(
-        model_name=merged,
-        input_path=merged,
-        output_dir=str(args.work / "int4"),
-        precision="int4",
-        execution_provider="cpu",
-        cache_dir=str(args.work / "builder-cache"),
-        filename="model.onnx",
-        **settings,
-    )
-    size = sum(f.stat().st_size for f in (args.work / "int4").iterdir()) / 2**30
-    return f"int4 ({settings['int4_algo_config']}), {size:.2f} GiB on disk"
-
-
-def stage_speed(args):
-    import onnxruntime_genai as og
-
-    model = og.Model(str(args.work / "int4"))
-    prompt = list(range(1000, 1000 + 128))
-    params = og.GeneratorParams(model)
-    params.set_search_options(max_length=len(prompt) + args.decode_tokens, min_length=len(prompt) + args.decode_tokens)
-    generator = og.Generator(model, params)
+def run_olive(project: Path, env: dict, log_path: Path, kill_above: float | None = None):
+    """Run olive run; returns (exit status, [(seconds, stage label) at each stage start], [(seconds, rss bytes)]).
+    kill_above: GiB of the process tree at which the run is killed (a machine shared with other work)."""
+    environment = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(project), **env}
+    command = [sys.executable, "-m", "olive", "run", "--config", "fine-tuning/olive-config.json"]
     start = time.perf_counter()
-    generator.append_tokens(prompt)
+    child = subprocess.Popen(
+        command, cwd=project, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    marks = [(0.0, "start")]
+    counts = {}
+
+    def read_log():
+        with log_path.open("w", encoding="utf-8") as log:
+            for line in child.stdout:
+                log.write(line)
+                log.flush()
+                if started := STARTED.search(line):
+                    name = started.group(1)
+                    counts[name] = counts.get(name, 0) + 1
+                    marks.append((time.perf_counter() - start, f"{name} #{counts[name]}"))
+                elif finished := FINISHED.search(line):
+                    # what follows a pass until the next one: the export search scoring its candidate
+                    name = finished.group(1)
+                    marks.append((time.perf_counter() - start, f"after {name} #{counts.get(name, 1)}"))
+
+    reader = threading.Thread(target=read_log)
+    reader.start()
+    process = psutil.Process(child.pid)
+    samples = []
+    while child.poll() is None:
+        samples.append((time.perf_counter() - start, tree_rss(process)))
+        if kill_above and samples[-1][1] > kill_above * GIB:
+            for member in [*process.children(recursive=True), process]:
+                member.kill()
+            child.wait()
+            print(f"killed at {samples[-1][1] / GIB:.1f} GiB after {samples[-1][0]:.0f} s", flush=True)
+            break
+        time.sleep(SAMPLE_SECONDS)
+    reader.join()
+    marks.append((time.perf_counter() - start, "end"))
+    return child.returncode, marks, samples
+
+
+def stage_table(marks, samples):
+    """[(stage, wall seconds, peak GiB)] between consecutive marks; a pass taken from Olive's cache (no sample
+    inside) is left out."""
+    rows = []
+    for (begin, label), (end, _) in zip(marks, marks[1:], strict=False):
+        inside = [rss for when, rss in samples if begin <= when < end]
+        if inside:
+            rows.append((label, end - begin, max(inside) / GIB))
+    return rows
+
+
+def decode(model_dir: Path, tokens: int) -> str:
+    code = f"""
+import time, onnxruntime_genai as og
+model = og.Model({str(model_dir)!r})
+prompt = list(range(1000, 1128))
+params = og.GeneratorParams(model)
+params.set_search_options(max_length=len(prompt) + {tokens}, min_length=len(prompt) + {tokens})
+generator = og.Generator(model, params)
+start = time.perf_counter(); generator.append_tokens(prompt); generator.generate_next_token()
+first = time.perf_counter() - start
+start = time.perf_counter()
+for _ in range({tokens} - 1):
     generator.generate_next_token()
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in range(args.decode_tokens - 1):
-        generator.generate_next_token()
-    decode = (args.decode_tokens - 1) / (time.perf_counter() - start)
-    return f"first token of a {len(prompt)}-token prompt {first:.2f} s, decode {decode:.2f} tokens/s"
-
-
-def run_stage(name, argv):
-    """Run one stage in a child process: (wall seconds, peak resident GiB, its result line, exit status)."""
-    start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, __file__, "--stage", name, *argv], stdout=subprocess.PIPE, text=True)
-    output = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    result = [line[len("RESULT ") :] for line in output.splitlines() if line.startswith("RESULT ")]
-    return wall, usage.ru_maxrss / 2**20, result[-1] if result else "failed", os.waitstatus_to_exitcode(status)
+speed = ({tokens} - 1) / (time.perf_counter() - start)
+print(f"first token of a 128-token prompt {{first:.2f}} s, decode {{speed:.2f}} tokens/s")
+"""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, required=True, help="folder for the models (about 45 GB)")
-    parser.add_argument("--tokenizer-from", type=Path, help="a SmolLM2-135M-Instruct model folder (for build)")
-    parser.add_argument("--stages", default=",".join(STAGES))
-    parser.add_argument("--steps", type=int, default=3, help="LoRA steps timed")
-    parser.add_argument("--gradient-checkpointing", action="store_true")
-    parser.add_argument("--int4-recipe", help="int4_algo_config instead of the template's")
-    parser.add_argument("--decode-tokens", type=int, default=64)
-    parser.add_argument("--layers", type=int, help="fewer layers than the published 32 (a quick trial of the script)")
-    parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, required=True, help="folder for the model and the project")
+    parser.add_argument("--tokenizer-from", type=Path, help="a SmolLM2-135M-Instruct model folder (for the shape)")
+    parser.add_argument("--model", choices=MODELS, default=MODELS[0])
+    parser.add_argument("--layers", type=int, help="fewer layers than the published 32 (a trial)")
+    parser.add_argument("--steps", type=int, default=2, help="training steps (__max_steps)")
+    parser.add_argument("--answer", action="append", default=[], help="KEY=VALUE: a template answer")
+    parser.add_argument("--set", action="append", default=[], help="DOTTED.KEY=JSON: a key of the Olive config")
+    parser.add_argument("--template-dir", dest="template", type=Path, default=TEMPLATE, help="a template checkout")
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for olive run's environment")
+    parser.add_argument("--kill-above", type=float, help="kill the run when its process tree passes this many GiB")
+    parser.add_argument("--decode-tokens", type=int, default=0, help="decode the export this many tokens (0: no)")
     args = parser.parse_args(argv)
-    if args.stage:
-        print("RESULT " + globals()[f"stage_{args.stage}"](args), flush=True)
-        return 0
-    passed = ["--work", str(args.work), "--steps", str(args.steps), "--decode-tokens", str(args.decode_tokens)]
-    passed += ["--tokenizer-from", str(args.tokenizer_from)] if args.tokenizer_from else []
-    passed += ["--layers", str(args.layers)] if args.layers else []
-    passed += ["--gradient-checkpointing"] if args.gradient_checkpointing else []
-    passed += ["--int4-recipe", args.int4_recipe] if args.int4_recipe else []
-    rows = []
-    for name in args.stages.split(","):
-        wall, peak, result, code = run_stage(name, passed)
-        rows.append((name, wall, peak, result if code == 0 else f"exit {code}: {result}"))
-        print(f"| {name} | {wall:.0f} s | {peak:.1f} GiB | {rows[-1][3]} |", flush=True)
-        if code != 0:
-            break
-    print(json.dumps(rows))
-    return 0
+    args.work.mkdir(parents=True, exist_ok=True)
+    model_dir = base_model(args)
+    project = render(args, model_dir)
+    log = args.work / "olive-run.log"
+    code, marks, samples = run_olive(project, dict(pair.split("=", 1) for pair in args.env), log, args.kill_above)
+    rows = stage_table(marks, samples)
+    print(f"olive run of {args.model} ({args.layers or 32} layers), exit {code}, log {log}")
+    print("| stage | wall | peak resident (process tree) |\n|---|---|---|")
+    for label, wall, peak in rows:
+        print(f"| {label} | {wall:.0f} s | {peak:.1f} GiB |")
+    peak = max((rss for _, rss in samples), default=0) / GIB
+    exported = project / "gen-model" / "model"
+    print(f"whole run: {marks[-1][0]:.0f} s, peak {peak:.1f} GiB; model written: {any(exported.glob('*.onnx'))}")
+    result = {"exit": code, "stages": rows, "peak_gib": peak, "seconds": marks[-1][0]}
+    if args.decode_tokens and code == 0:
+        result["decode"] = decode(exported, args.decode_tokens)
+        print(result["decode"])
+    print(json.dumps(result))
+    return code
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ COMMON_FILES = {
     "slm/prompts.py",
     "slm/report.py",
     "slm/schedule.py",
+    "slm/footprint.py",
     "slm/checkpoints.py",
     "slm/early_stopping.py",
     "fine-tuning/report.py",
@@ -84,6 +85,7 @@ COMMON_FILES = {
     "tests/test_prompts.py",
     "tests/test_schedule.py",
     "tests/test_training_report.py",
+    "tests/test_footprint.py",
 }
 DATA_FILES = {
     "columns": {"datasets/train.json", "datasets/validation.json", "datasets/eval.json"},
@@ -332,6 +334,11 @@ def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
         if key not in ("epochs", "min_steps", "step_cap", "seed", "data_version", "early_stopping_patience")
     }
     assert args["load_best_model_at_end"] and args["metric_for_best_model"] == "eval_loss"
+    # the memory settings (docs/measurements.md, "Full size"): the 3.8 B Phi rows train in bfloat16 with gradient
+    # checkpointing on CPU too; SmolLM2 keeps float32 (its weights byte for byte) and trains faster without
+    phi_or_gpu = model["architecture"] == "Phi3ForCausalLM" or context["device"] == "cuda"
+    assert finetune["config"]["torch_dtype"] == ("bfloat16" if phi_or_gpu else "float32")
+    assert args["gradient_checkpointing"] is phi_or_gpu
     assert args["save_steps"] == args["eval_steps"] < 1 and args["train_sampling_strategy"] == "sequential"
     assert pre_process["max_seq_len"] == int(training["max_seq_len"])
     assert pre_process["answer_only"] is True and pre_process["data_format"] == context["data_format"]

@@ -106,6 +106,7 @@ def test_prepare_splits_good_input_deterministically(bake, kind):
     # what training will cost, by the schedule olive run applies (SmolLM2: at least 100 steps of 8)
     assert "schedule: 13 training rows x 3 epochs / batch 8 = 100 steps (raised to min_steps 100)" in result.stdout
     assert "min of training on a 2-core CPU" in result.stdout
+    assert "forecast on a 2-core CPU (" in result.stdout and "s per training step of 8 rows" in result.stdout
     again = project.run("datasets/prepare.py", source.name, "--eval-ratio", "0.25", "--seed", "3")
     assert again.returncode == 0 and [project.read_json(name) for name in SPLIT_FILES] == [train, validation, held_out]
     # the data's digest enters the config, so that Olive's cache (keyed on the config) sees new data

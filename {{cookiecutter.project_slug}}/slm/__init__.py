@@ -17,6 +17,8 @@ Shared
 
 Training
 - schedule:        how many steps a data set gets, from its row count; the validation split's size
+- footprint:       the measured CPU time per step and peak memory of each stage, and the guard that
+                   refuses a run this machine's memory cannot hold
 - olive_data:      the answer-only pre-processing Olive runs during `olive run`: rows in training order,
                    the adapter's seed
 - checkpoints:     the Trainer's checkpoint folder, resumed from only by the run that wrote it
@@ -24,9 +26,9 @@ Training
                    Olive's config cannot pass)
 - olive_eval:      the export search's evaluator: each int4 recipe scored on the validation rows
                    against the fine-tune in fp32, during `olive run`
-- olive_compat:    fixes to Olive 0.13.0: what the export search needs, and a failed pass ending
-                   `olive run` with exit status 1 (Olive's own is 0); on any other Olive than the
-                   pinned one, an ERROR line instead
+- olive_compat:    fixes to Olive 0.13.0: what the export search needs, memory handed back between
+                   passes, and a failed pass ending `olive run` with exit status 1 (Olive's own is 0);
+                   on any other Olive than the pinned one, an ERROR line instead
 - search_metrics:  the export search's metric schema, one definition (the template reads it too)
 - export_report:   the int4 recipes `olive run` tried and the one it kept, from Olive's footprint
 - report:          the loss curve and summary line of a training run, and the export table

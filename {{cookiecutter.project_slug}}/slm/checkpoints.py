@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from slm.errors import UserError
+from slm.footprint import check_fits
 from slm.project import Project
 
 logger = logging.getLogger("olive.slm")
@@ -122,6 +123,7 @@ def check_project_at_start():
     """Run when Olive reads the config, before any pass: what must hold before Olive looks at its cache.
 
     - The data files still match the recorded data_version, else stop with what to do.
+    - The run's forecast peak memory on CPU fits this machine (slm/footprint.py), else stop with what would.
     - The checkpoint folder exists: Olive 0.13 keys its cache on `training_args.output_dir` written as
       an absolute path when that folder exists and as given when it does not, so without it the run after
       the first would miss the cache and redo every pass.
@@ -135,6 +137,12 @@ def check_project_at_start():
     problem = project.data_version_problem()
     if problem:
         sys.exit(f"ERROR: {problem}")
+    try:
+        expected = check_fits(project)
+    except UserError as error:
+        sys.exit(f"ERROR: {error}")
+    if expected:
+        logger.info("%s", expected.describe())
     checkpoints = project.checkpoint_dir
     if checkpoints is None:
         return

@@ -17,7 +17,8 @@ the default rank) and silently prunes a pass whose settings the target cannot ru
 
 Usage, from the project root:
     python fine-tuning/check_config.py [fine-tuning/olive-config.json] [--paths]
-`--paths` also checks that the model folder and data files exist.
+`--paths` also checks that the model folder and data files exist, prints what the run will cost on CPU
+(slm/footprint.py) and refuses one whose forecast peak memory is more than this machine has.
 """
 
 import argparse
@@ -28,7 +29,8 @@ import json
 from pathlib import Path
 
 from slm.errors import UserError, cli
-from slm.project import EARLY_STOPPING_KEY, OLIVE_CONFIG, SCHEDULE_KEYS
+from slm.footprint import check_fits
+from slm.project import EARLY_STOPPING_KEY, OLIVE_CONFIG, SCHEDULE_KEYS, Project
 
 # keys of the training data's pre-processing that only training uses: the schedule (slm/schedule.py), its row
 # order, early stopping
@@ -249,11 +251,14 @@ def main(argv=None):
         raise UserError(f"{args.config.as_posix()} not found; run this from the project root") from None
     except json.JSONDecodeError as error:
         raise UserError(f"{args.config.as_posix()} is not valid JSON: {error}") from None
+    expected = check_fits(Project(config, args.config)) if args.paths else None
     try:
         check_config(config, root=Path("."), paths=args.paths)
     except ConfigError:
         raise
     except Exception as error:  # Olive's pydantic errors read the same to a user
         raise UserError(f"{args.config.as_posix()}: {' '.join(str(error).split())}") from None
+    if expected:
+        print(expected.describe())
     print(f"OK: {args.config.as_posix()} is valid for the installed Olive")
     return 0

@@ -1,5 +1,5 @@
 """Fixes to Olive 0.13.0. The first two are what the export search needs, applied when Olive imports
-slm/olive_eval.py; the third is for every run, set when Olive imports slm/olive_data.py. Both imports
+slm/olive_eval.py; the third and fourth are for every run, set when Olive imports slm/olive_data.py. Both imports
 happen while Olive reads the config, before it runs anything.
 
 1. Olive cannot write out a config with a custom metric: `olive run` serialises the whole
@@ -14,6 +14,10 @@ happen while Olive reads the config, before it runs anything.
    "No output model produced", and returns (a MemoryError in ModelBuilder, a full disk, a config the
    model cannot load). `fail_when_no_model_is_produced` makes such a run end with an `ERROR:` line, the
    command to retry and exit status 1, so that a script or CI job running `olive run` stops there.
+4. Olive runs every pass and every evaluation in one process, and glibc keeps what a pass freed (the
+   training step's and ModelBuilder's many small tensors) in its arenas: the next pass then starts on
+   top of the last one's peak. `release_memory_after_each_step` collects and hands the freed memory back
+   to the system (malloc_trim) after each pass and each evaluation.
 
 They reach into Olive's internals, so they are installed only on the Olive version they were tested
 with, the one setup/requirements.txt pins: on any other, `check_olive_version` stops the run with an
@@ -21,7 +25,10 @@ with, the one setup/requirements.txt pins: on any other, `check_olive_version` s
 """
 
 import atexit
+import ctypes
+import ctypes.util
 import functools
+import gc
 import logging
 import os
 import re
@@ -29,6 +36,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from olive.engine.engine import Engine
 from olive.engine.footprint import FootprintNode
 from olive.evaluator import metric as olive_metric
 
@@ -109,3 +117,29 @@ def fail_when_no_model_is_produced() -> None:
             os._exit(1)
 
     atexit.register(exit_status)
+
+
+def release_memory() -> None:
+    """Free what is unreachable and give glibc's free memory back to the system (no-op off glibc)."""
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    if sys.platform.startswith("linux") and libc:
+        ctypes.CDLL(libc).malloc_trim(0)
+
+
+def _then_release(method):
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        finally:
+            release_memory()
+
+    return wrapper
+
+
+def release_memory_after_each_step() -> None:
+    if not getattr(Engine._run_pass, "releases_memory", False):
+        for name in ("_run_pass", "_evaluate_model"):
+            setattr(Engine, name, _then_release(getattr(Engine, name)))
+        Engine._run_pass.releases_memory = True

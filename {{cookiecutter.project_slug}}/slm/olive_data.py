@@ -44,7 +44,7 @@ from olive.data.registry import Registry
 from slm.checkpoints import check_project_at_start, guard_checkpoints
 from slm.early_stopping import stop_early_after
 from slm.errors import UserError
-from slm.olive_compat import fail_when_no_model_is_produced
+from slm.olive_compat import fail_when_no_model_is_produced, release_memory_after_each_step
 from slm.progress import quiet_trainer_bar_in_logs
 from slm.project import Project
 from slm.prompts import ChatTask, ColumnsTask, common_prefix
@@ -77,6 +77,7 @@ fail_when_no_model_is_produced()
 
 # `olive run > log` or a CI log: the Trainer's log lines, not thousands of bar redraws (slm/progress.py)
 quiet_trainer_bar_in_logs(_training_args())
+release_memory_after_each_step()
 # training_args.log_level "info" shows the Trainer's plan, its evaluations and the checkpoint it keeps;
 # without this, every checkpoint save also prints the base model's whole config.json
 logging.getLogger("transformers.configuration_utils").setLevel(logging.WARNING)

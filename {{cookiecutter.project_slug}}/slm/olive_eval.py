@@ -113,6 +113,9 @@ def score_export(model) -> dict:
     project = Project.load()
     rows = load_rows(project.validation_file, project.task)
     references = [project.task.reference(row) for row in rows]
+    # first, and freed before the candidate loads: the PyTorch model is the largest thing the search holds
+    reference = fp32_reference(project, rows, references)
+    olive_compat.release_memory()
     folder = onnx_folder(model)
     engine = ENGINES["onnx"](folder, project.device)
     adapter = project.model_adapter(folder)
@@ -121,7 +124,6 @@ def score_export(model) -> dict:
     generator = TextGenerator(engine, load_tokenizer(folder), adapter=adapter.stem if adapter else None)
     name, value, _ = score(answers_for(project, generator, rows), references)
     speed = decode_speed(project, folder, adapter)
-    reference = fp32_reference(project, rows, references)
     fp32_score = reference["score"] if reference else None
     result = {
         "selection": selection_value(value, fp32_score),

@@ -31,6 +31,7 @@ from slm import data_report
 from slm.data import check_rows, read_records, write_together
 from slm.engines import load_tokenizer
 from slm.errors import UserError, cli
+from slm.footprint import check_fits
 from slm.metrics import label_set
 from slm.project import Project
 from slm.prompts import ColumnsTask
@@ -48,7 +49,8 @@ def schedule_report(project, train_rows):
     seconds = estimated_seconds(project.base_model_dir.name, schedule)
     if seconds is not None:
         line += f"; about {seconds / 60:.0f} min of training on a 2-core CPU"
-    return line
+    expected = check_fits(project)
+    return line + (f"\n{expected.describe()}" if expected else "")
 
 
 def columns_as_messages(records, columns, system_prompt, source):
@@ -154,6 +156,7 @@ def repeat_findings(repeats, report_name):
 def prepare(
     project, source, eval_ratio, seed, to=None, system_prompt=None, columns=None, keep_duplicates=False, strict=False
 ):
+    check_fits(project)  # before anything is read or written: a run this machine cannot hold is refused
     task = project.task
     source = Path(source)
     outputs = (project.train_file, project.validation_file, project.eval_file)

@@ -17,13 +17,11 @@ import math
 import random
 from dataclasses import dataclass
 
+from slm.footprint import MEASURED
+
 # validation rows carved out of the training rows by prepare.py: a tenth, at most this many
 VALIDATION_RATIO = 0.1
 MAX_VALIDATION_ROWS = 200
-
-# Seconds per training step and the batch size they were measured at, on a 2-core x86_64 CPU (no GPU),
-# for the estimate prepare.py prints; models not listed here get no time estimate.
-MEASURED_CPU_SECONDS_PER_STEP = {"SmolLM2-135M-Instruct": (1.8, 8)}
 
 
 @dataclass(frozen=True)
@@ -90,9 +88,9 @@ def validation_count(rows: int) -> int:
 
 
 def estimated_seconds(model_dir_name: str, schedule: Schedule) -> float | None:
-    """Training time on a 2-core CPU like the one measured, scaled by batch size; None if not measured."""
-    measured = MEASURED_CPU_SECONDS_PER_STEP.get(model_dir_name)
+    """Training time on a 2-core CPU like the one measured (slm/footprint.py), scaled by batch size; None if not
+    measured."""
+    measured = MEASURED.get(model_dir_name)
     if measured is None:
         return None
-    seconds, batch_size = measured
-    return seconds * schedule.steps * schedule.batch_size / batch_size
+    return measured.seconds_per_step * schedule.steps * schedule.batch_size / measured.batch_size

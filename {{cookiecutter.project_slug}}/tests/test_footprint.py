@@ -1,0 +1,120 @@
+"""The CPU forecast and the memory guard (slm/footprint.py), on plain data: no torch, no Olive, no training."""
+
+import json
+import shutil
+
+import pytest
+
+from slm import checkpoints, footprint, olive_check, prepare
+from slm.errors import UserError
+from slm.project import OLIVE_CONFIG, Project
+
+# Phi-3-mini-4k-instruct's published shape (config.json keys the parameter count reads)
+PHI3_MINI = {
+    "model_type": "phi3",
+    "hidden_size": 3072,
+    "intermediate_size": 8192,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "num_hidden_layers": 32,
+    "vocab_size": 32064,
+    "tie_word_embeddings": False,
+}
+
+
+@pytest.fixture
+def phi_project(tmp_path, monkeypatch):
+    """A copy of this project in tmp_path, on CPU, whose base model folder holds Phi-3-mini's config.json."""
+
+    def make(layers=32, name="Phi-3-mini-4k-instruct"):
+        config = json.loads(OLIVE_CONFIG.read_text(encoding="utf-8"))
+        config["input_model"]["model_path"] = f"model-cache/{name}"
+        config["data_configs"][0]["pre_process_data_config"].pop("data_version", None)
+        system = config["systems"][config.get("target", "local_system")]
+        system["accelerators"][0]["device"] = "cpu"
+        (tmp_path / "fine-tuning").mkdir(exist_ok=True)
+        (tmp_path / OLIVE_CONFIG).write_text(json.dumps(config), encoding="utf-8")
+        model = tmp_path / "model-cache" / name
+        model.mkdir(parents=True, exist_ok=True)
+        (model / "config.json").write_text(json.dumps(PHI3_MINI | {"num_hidden_layers": layers}), encoding="utf-8")
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv(footprint.MEMORY_OVERRIDE, raising=False)
+        return Project.load()
+
+    return make
+
+
+def test_the_parameter_count_is_the_published_one():
+    assert (
+        footprint.parameter_count(PHI3_MINI) == footprint.MEASURED["Phi-3-mini-4k-instruct"].parameters == 3_821_079_552
+    )
+
+
+def test_a_model_not_downloaded_yet_gets_its_published_shape(phi_project):
+    project = phi_project(name="Phi-4-mini-instruct")
+    (project.base_model_dir / "config.json").unlink()
+    expected = footprint.forecast(project)
+    assert expected.estimated and expected.basis == "Phi-3-mini-4k-instruct"
+
+
+def test_the_measured_model_gets_its_measured_figures(phi_project):
+    expected = footprint.forecast(phi_project())
+    assert not expected.estimated
+    measured = footprint.MEASURED["Phi-3-mini-4k-instruct"]
+    assert max(expected.peaks.values()) == max(measured.peaks.values())
+    line = expected.describe()
+    assert line.startswith("forecast on a 2-core CPU (measured on Phi-3-mini-4k-instruct)")
+    assert "s per training step" in line and "GiB" in line
+
+
+def test_another_size_is_scaled_by_parameter_count_and_says_estimated(phi_project):
+    expected = footprint.forecast(phi_project(layers=4, name="my-phi"))
+    measured = footprint.MEASURED["Phi-3-mini-4k-instruct"]
+    ratio = footprint.parameter_count(PHI3_MINI | {"num_hidden_layers": 4}) / measured.parameters
+    assert expected.estimated and "estimated from Phi-3-mini-4k-instruct" in expected.describe()
+    assert expected.peaks["export"] == pytest.approx(measured.peaks["export"] * ratio)
+
+
+def test_the_guard_refuses_a_run_over_the_machines_memory_in_one_line(phi_project):
+    with pytest.raises(UserError) as refused:
+        footprint.check_fits(phi_project(), memory_gib=16)
+    message = str(refused.value)
+    assert len(message.splitlines()) == 1
+    assert "more than this machine's 16.0 GiB" in message and footprint.MEMORY_OVERRIDE in message
+    assert footprint.check_fits(phi_project(layers=4, name="small-phi"), memory_gib=16) is not None
+
+
+def only_error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ERROR: ") and "forecast to peak" in err[0]
+
+
+def test_prepare_refuses_before_writing_anything(phi_project, capsys, monkeypatch, tmp_path):
+    project = phi_project()
+    monkeypatch.setattr(footprint, "machine_memory_gib", lambda: 16.0)
+    source = tmp_path / "raw.jsonl"
+    source.write_text("", encoding="utf-8")
+    before = OLIVE_CONFIG.read_bytes()
+    assert prepare.main([str(source)]) == 1
+    only_error_line(capsys)
+    assert not any(path.exists() for path in (project.train_file, project.validation_file, project.eval_file))
+    assert OLIVE_CONFIG.read_bytes() == before
+
+
+def test_check_config_paths_refuses_before_olive_is_imported(phi_project, capsys, monkeypatch):
+    phi_project()
+    monkeypatch.setattr(footprint, "machine_memory_gib", lambda: 16.0)
+    assert olive_check.main([str(OLIVE_CONFIG), "--paths"]) == 1
+    only_error_line(capsys)
+
+
+def test_olive_run_stops_before_any_pass_unless_overridden(phi_project, monkeypatch):
+    project = phi_project()
+    monkeypatch.setattr(footprint, "machine_memory_gib", lambda: 16.0)
+    with pytest.raises(SystemExit) as stopped:
+        checkpoints.check_project_at_start()
+    assert str(stopped.value).startswith("ERROR: ") and len(str(stopped.value).splitlines()) == 1
+    monkeypatch.setenv(footprint.MEMORY_OVERRIDE, "1")
+    checkpoints.check_project_at_start()
+    if project.checkpoint_dir:
+        shutil.rmtree(project.checkpoint_dir)
