@@ -44,7 +44,7 @@ KNOBS = {
     "learning_rate": (float, 1e-8, 1.0),
     "max_seq_len": (int, 16, 131_072),
     "batch_size": (int, 1, 1024),
-    # evaluations without a lower validation loss before training ends (0: never; slm/early_stopping.py). The
+    # evaluations without a lower validation loss before training ends (0: never; slm/train/early_stopping.py). The
     # model table's 3, from the curves measured with 10 evaluations a run (docs/training.md, "Early stopping"): a
     # noisy review-polarity run was best at its 4th evaluation, worse at the 5th and 6th, best again at the 7th
     # (patience 2 stops at the 6th and misses it); a SQuAD-style run was best at its 2nd, so 3 stops it at the
@@ -94,8 +94,8 @@ CHECKPOINT_DIR = "gen-model/checkpoints"
 # a value below 1 as that fraction of the total), so a run of any length is judged ten times
 EVAL_FRACTION = 0.1
 LOG_FRACTION = 0.02
-AZUREML_FILES = ("fine-tuning/azureml", ".azureml", ".amlignore", "slm/azureml.py")
-PRE_PROCESS_SCRIPT = "slm/olive_data.py"
+AZUREML_FILES = ("fine-tuning/azureml", ".azureml", ".amlignore", "slm/train/azureml.py")
+PRE_PROCESS_SCRIPT = "slm/train/olive_data.py"
 PRE_PROCESS_TYPE = "answer_only_pre_process"
 
 
@@ -113,7 +113,7 @@ def _project_module(relative):
 
 
 PROMPTS = _project_module("slm/prompts.py")  # the training text
-SEARCH_METRICS = _project_module("slm/search_metrics.py")  # the export search's evaluator and metrics
+SEARCH_METRICS = _project_module("slm/export/search_metrics.py")  # the export search's evaluator and metrics
 
 
 def template_fields(template):
@@ -303,7 +303,7 @@ def model_dir(answers):
 # ModelBuilder's int4 settings on CPU, measured on SmolLM2 (docs/measurements.md, "int4 settings on CPU"):
 # which recipe loses least against fp32 changes from one fine-tune to the next by 3-6 rows of 80, so
 # `olive run` tries these on the project's own validation rows and keeps the fastest within a point of
-# the fine-tune in fp32 (slm/olive_eval.py, "The export search" in docs/measurements.md). Blocks of 64 or
+# the fine-tune in fp32 (slm/export/olive_eval.py, "The export search" in docs/measurements.md). Blocks of 64 or
 # 128 decode faster but drifted further; accuracy level 1 is slower.
 CPU_INT4 = {"int4_block_size": 32, "int4_is_symmetric": True, "int4_accuracy_level": 4}
 # The first recipe is the model table's `int4_recipe`, the one built alone when the search is off:
@@ -332,7 +332,7 @@ EXPORT_SEARCH = {"execution_order": "joint", "sampler": "sequential", "include_p
 def export_evaluator():
     return {
         "type": SEARCH_METRICS.EVALUATOR_TYPE,
-        "user_script": "slm/olive_eval.py",
+        "user_script": "slm/export/olive_eval.py",
         "metrics": [
             {
                 "name": SEARCH_METRICS.METRIC,
@@ -406,7 +406,7 @@ def olive_config(raw_answers):
     on_gpu = answers["device"] == "cuda"
     messages = answers["data_format"] == "messages"
     training_args = {
-        # one pass over the scheduled rows, in the order the pre-processing laid them (slm/schedule.py)
+        # one pass over the scheduled rows, in the order the pre-processing laid them (slm/train/schedule.py)
         "num_train_epochs": 1,
         "train_sampling_strategy": "sequential",
         "learning_rate": answers["learning_rate"],

@@ -67,7 +67,7 @@ def main():
             [
                 sys.executable,
                 "-m",
-                "slm.benchmark",
+                "slm.bench.benchmark",
                 "--child",
                 "onnx",
                 "--child-model",

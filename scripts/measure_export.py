@@ -36,7 +36,7 @@ from slm.engines import ENGINES, load_tokenizer
 from slm.generation import TextGenerator
 from slm.generation import Prompter
 from slm.metrics import score
-from slm.olive_eval import best_adapter
+from slm.export.olive_eval import best_adapter
 from slm.project import Project
 
 project = Project.load()
@@ -48,7 +48,7 @@ print(score([prompter.answer_row(row) for row in rows], [project.task.reference(
 
 CANDIDATES = """
 import json
-from slm.export_report import candidates
+from slm.export.search_report import candidates
 from slm.project import Project
 print(json.dumps(candidates(Project.load().output_dir)))
 """

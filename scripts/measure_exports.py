@@ -60,7 +60,7 @@ def modelfile_parts(text):
 def gguf_prompt(task, row, template, system, chat_template):
     """The prompt a row gets from the Modelfile (one user message) or else from the GGUF's chat template."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
-    from slm.export_prompt import render_go_template
+    from slm.export.prompt_templates import render_go_template
 
     if task.data_format == "columns":
         return render_go_template(template, task.input_of(row))

@@ -8,7 +8,7 @@ output, found through gen-model/model/footprint.json) is exported once per varia
 own ModelBuilder settings with the variant's change, RECIPES) by a ModelBuilder-only Olive workflow
 into PROJECT/gen-model/int4-variants/<variant>/. Each export is
 scored on the project's held-out file and timed by the project's own benchmark child
-(`python -m slm.benchmark --child onnx`: every held-out row, 32 greedy tokens, end-of-sequence
+(`python -m slm.bench.benchmark --child onnx`: every held-out row, 32 greedy tokens, end-of-sequence
 ignored while timing); the rounds alternate the variants so a busy spell hits all of them.
 `VARIANT+threads=N` times VARIANT's export with N intra-op threads written into its genai_config.json
 (0: ONNX Runtime's own default; without it the project's engine uses one thread per CPU).
@@ -122,7 +122,7 @@ def main():
     results = {name: [] for name in names}
     for _ in range(args.rounds):
         for name in names:
-            child = ["-m", "slm.benchmark", "--child", "onnx", "--child-model", str(exports[name])]
+            child = ["-m", "slm.bench.benchmark", "--child", "onnx", "--child-model", str(exports[name])]
             child += ["--prompts", "100000", "--max-new-tokens", "32", "--device", "cpu", "--eval-file", eval_file]
             results[name].append(json.loads(run([sys.executable, *child], project, env).strip().splitlines()[-1]))
     print(f"\nmerged model: {merged}\nthe project's ModelBuilder settings: {json.dumps(rendered)}")

@@ -102,7 +102,7 @@ class BakedProject:
         """The strict Olive check, in-process, on the rendered config (or the given one)."""
         config = config if config is not None else self.read_json("fine-tuning/olive-config.json")
         forget_olive_components()
-        return self.module("slm.olive_check").check_config(config, root=self.path)
+        return self.module("slm.train.check_config").check_config(config, root=self.path)
 
     def run(self, *args, timeout=1800, env=None, stdin=""):
         """Run a command in the project folder with this Python, the project's package importable

@@ -87,7 +87,7 @@ def test_registry_model_becomes_olives_azureml_registry_input(azure_project, mon
     from olive.workflows.run.config import RunConfig
 
     project = azure_project
-    azureml = project.module("slm.azureml")
+    azureml = project.module("slm.train.azureml")
     monkeypatch.chdir(project.path)
     monkeypatch.setenv("BASE_MODEL_REGISTRY", REGISTRY_URI)
     forget_olive_components()

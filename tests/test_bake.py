@@ -18,55 +18,59 @@ COMMON_FILES = {
     "inferences/infer.py",
     "inferences/benchmark.py",
     "slm/__init__.py",
+    "slm/train/__init__.py",
+    "slm/export/__init__.py",
+    "slm/serve/__init__.py",
+    "slm/bench/__init__.py",
     "slm/generation.py",
-    "slm/measure.py",
-    "slm/search_metrics.py",
-    "slm/benchmark.py",
+    "slm/bench/measure.py",
+    "slm/export/search_metrics.py",
+    "slm/bench/benchmark.py",
     "slm/data.py",
     "slm/engines.py",
     "slm/errors.py",
     "slm/infer.py",
     "slm/metrics.py",
-    "slm/model_source.py",
-    "slm/olive_check.py",
-    "slm/olive_data.py",
-    "slm/olive_eval.py",
+    "slm/get_model.py",
+    "slm/train/check_config.py",
+    "slm/train/olive_data.py",
+    "slm/export/olive_eval.py",
     "slm/olive_compat.py",
     "tests/test_olive_compat.py",
-    "slm/export_report.py",
+    "slm/export/search_report.py",
     "tests/test_export_search.py",
-    "slm/prepare.py",
-    "slm/data_report.py",
+    "slm/train/prepare.py",
+    "slm/train/data_report.py",
     "tests/test_prepare.py",
     "slm/project.py",
     "slm/prompts.py",
-    "slm/report.py",
-    "slm/schedule.py",
-    "slm/footprint.py",
-    "slm/checkpoints.py",
-    "slm/early_stopping.py",
+    "slm/train/report.py",
+    "slm/train/schedule.py",
+    "slm/train/footprint.py",
+    "slm/train/checkpoints.py",
+    "slm/train/early_stopping.py",
     "fine-tuning/report.py",
     "slm/progress.py",
-    "slm/bandwidth.py",
-    "slm/llama_peer.py",
+    "slm/bench/bandwidth.py",
+    "slm/bench/llama_peer.py",
     "tests/test_bandwidth.py",
     "tests/test_llama_peer.py",
     "tests/test_serve_logic.py",
     "tests/test_adapters.py",
-    "slm/serve.py",
-    "slm/serve_app.py",
-    "slm/serve_backends.py",
-    "slm/serve_protocol.py",
-    "slm/serve_text.py",
-    "slm/serve_load.py",
-    "slm/serve_page.py",
+    "slm/serve/cli.py",
+    "slm/serve/app.py",
+    "slm/serve/backends.py",
+    "slm/serve/protocol.py",
+    "slm/serve/text.py",
+    "slm/bench/serve_load.py",
+    "slm/serve/page.py",
     "inferences/serve.py",
     "inferences/serve_load.py",
     "inferences/export_foundry.py",
     "inferences/export_gguf.py",
-    "slm/export_prompt.py",
-    "slm/foundry.py",
-    "slm/gguf_export.py",
+    "slm/export/prompt_templates.py",
+    "slm/export/foundry.py",
+    "slm/export/gguf.py",
     "tests/test_exports.py",
     "gen-model/.gitkeep",
     "setup/requirements.txt",
@@ -92,7 +96,7 @@ DATA_FILES = {
     "messages": {"datasets/train.jsonl", "datasets/validation.jsonl", "datasets/eval.jsonl"},
 }
 AZUREML_FILES = {
-    "slm/azureml.py",
+    "slm/train/azureml.py",
     "fine-tuning/azureml/job.yml",
     "fine-tuning/azureml/submit.py",
     "fine-tuning/azureml/run_in_job.py",
@@ -318,7 +322,7 @@ def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
     args = finetune["config"]["training_args"]
     assert finetune["config"]["r"] == int(training["lora_r"])
     assert finetune["config"]["alpha"] == float(training["lora_alpha"])
-    assert "max_steps" not in args  # the schedule follows the rows: slm/schedule.py
+    assert "max_steps" not in args  # the schedule follows the rows: slm/train/schedule.py
     assert args["learning_rate"] == float(training["learning_rate"])
     assert args["per_device_train_batch_size"] == int(training["batch_size"])
     pre_process = config["data_configs"][0]["pre_process_data_config"]
@@ -400,7 +404,7 @@ def test_the_export_search_is_rendered_for_int4_on_cpu_only(bake, answers, searc
     assert all({"int4_block_size", "int4_is_symmetric", "int4_algo_config"} <= set(recipe) for recipe in recipes)
     assert len({json.dumps(recipe, sort_keys=True) for recipe in recipes}) == len(recipes)
     evaluator = config["evaluators"][config["evaluator"]]
-    assert evaluator["user_script"] == "slm/olive_eval.py" and config["evaluate_input_model"] is False
+    assert evaluator["user_script"] == "slm/export/olive_eval.py" and config["evaluate_input_model"] is False
     ranked = sorted((s["priority"], s["name"]) for s in evaluator["metrics"][0]["sub_types"] if s["priority"] > 0)
     assert ranked == [(1, "selection"), (2, "tokens_per_second")]
     assert config["search_strategy"]["sampler"] == "sequential"

@@ -256,7 +256,7 @@ def test_training_batch_learns_only_the_answer(bake, demo_model_dir, data_format
 
     project = bake(base_model=DEMO_MODEL, local_model_path=str(demo_model_dir), data_format=data_format)
     monkeypatch.chdir(project.path)
-    project.module("slm.checkpoints")  # this project's slm package, which its olive_data.py imports from
+    project.module("slm.train.checkpoints")  # this project's slm package, which its olive_data.py imports from
     forget_olive_components()
     run_config = RunConfig.parse_file_or_obj(project.read_json("fine-tuning/olive-config.json"))
     dataset = get_training_dataset(run_config.data_configs[0])
@@ -266,8 +266,12 @@ def test_training_batch_learns_only_the_answer(bake, demo_model_dir, data_format
     rows = project.module("slm.data").load_rows(project_module.train_file, project_module.task)
     # the training rows come in the schedule's order: shuffled whole passes over the file
     schedule = project_module.pre_process
-    steps = project.module("slm.schedule").Schedule(len(rows), 8, schedule["epochs"], schedule["min_steps"], 1000).steps
-    order = project.module("slm.schedule").row_order(len(rows), steps, 8, schedule["seed"])
+    steps = (
+        project.module("slm.train.schedule")
+        .Schedule(len(rows), 8, schedule["epochs"], schedule["min_steps"], 1000)
+        .steps
+    )
+    order = project.module("slm.train.schedule").row_order(len(rows), steps, 8, schedule["seed"])
     assert len(dataset) == steps * 8 and sorted(set(order)) == list(range(len(rows)))
     end = tokenizer.eos_token if data_format == "columns" else "<|im_end|>"
     for index, row in enumerate(rows[position] for position in order[:8]):

@@ -127,7 +127,7 @@ def test_get_model_downloads_into_model_cache(bake, monkeypatch):
     import huggingface_hub
 
     project = bake()
-    get_model = project.module("slm.model_source")
+    get_model = project.module("slm.get_model")
     monkeypatch.chdir(project.path)
     hub = FakeHub()
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
@@ -143,7 +143,7 @@ def test_interrupted_sharded_download_is_resumed_not_trusted(bake, monkeypatch):
     import huggingface_hub
 
     project = bake()
-    get_model = project.module("slm.model_source")
+    get_model = project.module("slm.get_model")
     monkeypatch.chdir(project.path)
     # what an interrupted download of a two-shard model leaves: config, index, first shard
     partial = Path("model-cache/Phi-3-mini-4k-instruct")
@@ -168,7 +168,7 @@ def test_gated_model_error_says_what_to_do(bake, monkeypatch, capsys):
     from huggingface_hub.errors import GatedRepoError
 
     project = bake(base_model="microsoft/Phi-4-mini-instruct")
-    get_model = project.module("slm.model_source")
+    get_model = project.module("slm.get_model")
     monkeypatch.chdir(project.path)
     response = SimpleNamespace(headers={}, request=None, status_code=403)  # what the hub answers for a gated repo
     monkeypatch.setattr(huggingface_hub, "snapshot_download", FakeHub(GatedRepoError("403 gated", response=response)))

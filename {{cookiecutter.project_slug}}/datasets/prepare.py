@@ -1,12 +1,12 @@
 """Check your data file and split it into the training and held-out files.
 
-A thin entry point: the code is in slm.prepare.
+A thin entry point: the code is in slm.train.prepare.
 """
 
 import sys
 
 try:
-    from slm.prepare import main
+    from slm.train.prepare import main
 except ModuleNotFoundError as error:  # run outside .venv, or before setup/install.py
     if error.name != "slm":  # slm is installed and one of its imports failed: show that error as it is
         raise

@@ -1,12 +1,12 @@
 """Strictly check the Olive config against the installed Olive.
 
-A thin entry point: the code is in slm.olive_check.
+A thin entry point: the code is in slm.train.check_config.
 """
 
 import sys
 
 try:
-    from slm.olive_check import main
+    from slm.train.check_config import main
 except ModuleNotFoundError as error:  # run outside .venv, or before setup/install.py
     if error.name != "slm":  # slm is installed and one of its imports failed: show that error as it is
         raise

@@ -1,12 +1,12 @@
 """After `olive run`: the training and validation loss curve and the summary line.
 
-A thin entry point: the code is in slm.report.
+A thin entry point: the code is in slm.train.report.
 """
 
 import sys
 
 try:
-    from slm.report import main
+    from slm.train.report import main
 except ModuleNotFoundError as error:  # run outside .venv, or before setup/install.py
     if error.name != "slm":  # slm is installed and one of its imports failed: show that error as it is
         raise

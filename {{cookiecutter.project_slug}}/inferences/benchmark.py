@@ -1,12 +1,12 @@
 """ONNX Runtime GenAI vs PyTorch on the fine-tuned model, side by side.
 
-A thin entry point: the code is in slm.benchmark.
+A thin entry point: the code is in slm.bench.benchmark.
 """
 
 import sys
 
 try:
-    from slm.benchmark import main
+    from slm.bench.benchmark import main
 except ModuleNotFoundError as error:  # run outside .venv, or before setup/install.py
     if error.name != "slm":  # slm is installed and one of its imports failed: show that error as it is
         raise

@@ -1,12 +1,12 @@
 """Write the fine-tune as a GGUF file (llama.cpp, Ollama, LM Studio) with an Ollama Modelfile.
 
-A thin entry point: the code is in slm.gguf_export.
+A thin entry point: the code is in slm.export.gguf.
 """
 
 import sys
 
 try:
-    from slm.gguf_export import main
+    from slm.export.gguf import main
 except ModuleNotFoundError as error:  # run outside .venv, or before setup/install.py
     if error.name != "slm":  # slm is installed and one of its imports failed: show that error as it is
         raise

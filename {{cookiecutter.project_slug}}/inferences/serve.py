@@ -1,12 +1,12 @@
 """Serve the fine-tuned model: an OpenAI-compatible API and a web chat.
 
-A thin entry point: the code is in slm.serve.
+A thin entry point: the code is in slm.serve.cli.
 """
 
 import sys
 
 try:
-    from slm.serve import main
+    from slm.serve.cli import main
 except ModuleNotFoundError as error:  # run outside .venv, or before setup/install.py
     if error.name != "slm":  # slm is installed and one of its imports failed: show that error as it is
         raise

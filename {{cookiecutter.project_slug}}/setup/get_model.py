@@ -1,12 +1,12 @@
 """Get the base model where the Olive config reads it.
 
-A thin entry point: the code is in slm.model_source.
+A thin entry point: the code is in slm.get_model.
 """
 
 import sys
 
 try:
-    from slm.model_source import main
+    from slm.get_model import main
 except ModuleNotFoundError as error:  # run outside .venv, or before setup/install.py
     if error.name != "slm":  # slm is installed and one of its imports failed: show that error as it is
         raise

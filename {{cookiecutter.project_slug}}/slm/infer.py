@@ -20,10 +20,10 @@ import json
 import sys
 from pathlib import Path
 
-from slm import export_report
 from slm.data import load_rows
 from slm.engines import ENGINES, load_tokenizer
 from slm.errors import UserError, cli
+from slm.export import search_report
 from slm.generation import Prompter, TextGenerator
 from slm.metrics import label_set, score
 from slm.project import Project
@@ -177,7 +177,7 @@ def main(argv=None):
         if args.adapter is not None:
             mode += f"-adapter-{Path(args.adapter).stem}"
         answers_file = project.report_dir / f"{args.eval.stem}{mode}-answers.jsonl"
-        recipe = None if args.base else export_report.kept_line(export_report.candidates(generator.engine.model_dir))
+        recipe = None if args.base else search_report.kept_line(search_report.candidates(generator.engine.model_dir))
         if recipe:
             print(recipe)
         evaluate(prompter, rows, args.eval.as_posix(), answers_file)

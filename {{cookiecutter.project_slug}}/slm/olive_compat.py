@@ -1,6 +1,6 @@
 """Fixes to Olive 0.13.0. The first two are what the export search needs, applied when Olive imports
-slm/olive_eval.py; the third and fourth are for every run, set when Olive imports slm/olive_data.py. Both imports
-happen while Olive reads the config, before it runs anything.
+slm/export/olive_eval.py; the third and fourth are for every run, set when Olive imports
+slm/train/olive_data.py. Both imports happen while Olive reads the config, before it runs anything.
 
 1. Olive cannot write out a config with a custom metric: `olive run` serialises the whole
    workflow config before it runs, and a custom metric has no `backend` and its sub-types no

@@ -39,7 +39,7 @@ def quiet_trainer_bar_in_logs(training_args: dict, stream=None) -> bool:
     (loss, learning rate) instead of redrawing its bar thousands of times: what `disable_tqdm` selects.
 
     Olive builds the TrainingArguments from the config, which cannot know where its output goes, so this is
-    decided when `olive run` starts (slm/olive_data.py): the Trainer takes
+    decided when `olive run` starts (slm/train/olive_data.py): the Trainer takes
     `transformers.trainer.DEFAULT_PROGRESS_CALLBACK` when `disable_tqdm` is not set, the default transformers
     itself swaps in a notebook. A `disable_tqdm` in `training_args` is the user's choice and is left alone.
     Returns True when the bar gave way.

@@ -32,7 +32,8 @@ DATA_REPORT = "data-report.json"
 # what olive run and infer.py --eval leave for the user to look at: the loss curve, the summary, every answer
 REPORT_DIR = Path("gen-model/report")
 SCHEDULE_KEYS = ("epochs", "min_steps", "step_cap")
-# the training data's key that ends training after that many evaluations without improvement (slm/early_stopping.py)
+# the training data's key that ends training after that many evaluations without improvement
+# (slm/train/early_stopping.py)
 EARLY_STOPPING_KEY = "early_stopping_patience"
 # the file Olive's ExtractAdapters pass writes beside the model (export=adapter)
 ADAPTER_FILE = "adapter_weights.onnx_adapter"
@@ -134,7 +135,7 @@ class Project:
 
     @property
     def schedule_settings(self) -> dict | None:
-        """The schedule keys of the training data's pre-processing (slm/schedule.py), or None without one."""
+        """The schedule keys of the training data's pre-processing (slm/train/schedule.py), or None without one."""
         if self.pre_process.get("epochs") is None:
             return None
         return {key: self.pre_process[key] for key in SCHEDULE_KEYS if key in self.pre_process}

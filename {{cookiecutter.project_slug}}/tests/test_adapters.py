@@ -10,9 +10,9 @@ import pytest
 from slm.errors import UserError
 from slm.infer import adapter_to_use
 from slm.project import ADAPTER_FILE, Project
-from slm.serve import served_adapters
-from slm.serve_backends import AdapterBackend
-from slm.serve_protocol import GenerationFailed
+from slm.serve.backends import AdapterBackend
+from slm.serve.cli import served_adapters
+from slm.serve.protocol import GenerationFailed
 
 MERGED = Project({"passes": {"merge": {"type": "MergeAdapterWeights"}}, "output_dir": "gen-model/model"})
 ADAPTER = Project({"passes": {"adapter": {"type": "ExtractAdapters"}}, "output_dir": "gen-model/model"})

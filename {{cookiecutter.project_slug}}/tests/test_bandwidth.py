@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from slm import bandwidth
+from slm.bench import bandwidth
 
 VOCAB, HIDDEN = 100, 8
 

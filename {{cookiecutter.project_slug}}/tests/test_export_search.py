@@ -1,5 +1,5 @@
-"""The export search's score (slm/olive_eval.py) with stand-in engines, Olive's ranking of the candidates by it,
-and the report of what was tried (slm/export_report.py)."""
+"""The export search's score (slm/export/olive_eval.py) with stand-in engines, Olive's ranking of the candidates by it,
+and the report of what was tried (slm/export/search_report.py)."""
 
 import json
 from pathlib import Path
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from slm import export_report, olive_eval
+from slm.export import olive_eval, search_report
 from slm.project import Project
 
 
@@ -204,16 +204,16 @@ def test_the_report_lists_every_candidate_and_marks_the_kept_one(tmp_path):
     model_dir.mkdir()
     (model_dir / "footprint.json").write_text(json.dumps(nodes))
     (model_dir / "model.onnx").write_bytes(b"graph 1")  # Olive copied the second candidate
-    rows = export_report.candidates(model_dir)
+    rows = search_report.candidates(model_dir)
     assert [row["recipe"] for row in rows] == [
         "int4 k_quant_mixed, block 32",
         "int4 default, block 32, asymmetric",
     ]
     assert [row["kept"] for row in rows] == [False, True]
-    line = export_report.kept_line(rows)
+    line = search_report.kept_line(rows)
     assert line.startswith("export recipe: int4 default, block 32, asymmetric (the best of 2 tried)")
     assert "0.800 against 0.875 in fp32 (-7.5 points)" in line
-    assert export_report.candidates(tmp_path / "no model") == []
+    assert search_report.candidates(tmp_path / "no model") == []
 
 
 def test_a_candidate_that_cannot_be_scored_ranks_last_instead_of_failing_the_run(monkeypatch, capsys):

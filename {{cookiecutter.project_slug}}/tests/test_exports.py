@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from slm import foundry, gguf_export
 from slm.errors import UserError
-from slm.export_prompt import go_template, jinja_chat_template, render_go_template, stop_tokens
+from slm.export import foundry
+from slm.export import gguf as gguf_export
+from slm.export.prompt_templates import go_template, jinja_chat_template, render_go_template, stop_tokens
 from slm.project import ADAPTER_FILE, Project
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,13 +1,14 @@
-"""The CPU forecast and the memory guard (slm/footprint.py), on plain data: no torch, no Olive, no training."""
+"""The CPU forecast and the memory guard (slm/train/footprint.py), on plain data: no torch, no Olive, no training."""
 
 import json
 import shutil
 
 import pytest
 
-from slm import checkpoints, footprint, olive_check, prepare
 from slm.errors import UserError
 from slm.project import OLIVE_CONFIG, Project
+from slm.train import check_config as olive_check
+from slm.train import checkpoints, footprint, prepare
 
 # Phi-3-mini-4k-instruct's published shape (config.json keys the parameter count reads)
 PHI3_MINI = {

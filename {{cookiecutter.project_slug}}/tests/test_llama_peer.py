@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from slm import llama_peer
+from slm.bench import llama_peer
 
 ROOT = Path(__file__).resolve().parents[1]
 

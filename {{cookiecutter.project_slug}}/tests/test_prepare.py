@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import slm.prepare
+import slm.train.prepare
 from slm.data import load_rows
-from slm.data_report import input_key, smallest_file
-from slm.prepare import main
 from slm.project import OLIVE_CONFIG, Project
+from slm.train.data_report import input_key, smallest_file
+from slm.train.prepare import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "validation", "eval")
@@ -149,7 +149,7 @@ def test_rows_over_max_seq_len_are_listed_estimated_or_by_the_tokenizer(project,
     assert "estimated at 4 characters a token" in out and "raise max_seq_len" in out and "rows 5;" in out
     project.base_model_dir.mkdir(parents=True)
     (project.base_model_dir / "tokenizer.json").write_text("{}")
-    monkeypatch.setattr(slm.prepare, "load_tokenizer", lambda folder: CharacterTokenizer())
+    monkeypatch.setattr(slm.train.prepare, "load_tokenizer", lambda folder: CharacterTokenizer())
     _, out, _, report, _ = prepared(project, rows, capsys=capsys)
     assert report["too_long"] == [5, 10] and "estimated" not in out
 

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from slm.checkpoints import guard_checkpoints, last_checkpoint, run_fingerprint
 from slm.data import load_rows
-from slm.data_report import input_key
-from slm.olive_check import check_config
 from slm.project import Project
+from slm.train.check_config import check_config
+from slm.train.checkpoints import guard_checkpoints, last_checkpoint, run_fingerprint
+from slm.train.data_report import input_key
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = Project.load(ROOT / "fine-tuning/olive-config.json")
@@ -73,7 +73,7 @@ class _ScriptedEngine:
 
 
 def test_benchmark_scores_the_plain_run_where_ignoring_eos_changes_the_tokens():
-    from slm.measure import scored_ids
+    from slm.bench.measure import scored_ids
 
     onnx_like = _ScriptedEngine(ignore_eos_changes_tokens=True)
     assert scored_ids(onnx_like, [1, 3], [7, 9, 9, 9], 4, {2}, {"adapter": "a"}) == [7, 8]
@@ -87,9 +87,16 @@ def test_benchmark_scores_the_plain_run_where_ignoring_eos_changes_the_tokens():
 def test_the_package_docstring_names_every_module():
     import slm
 
-    named = set(re.findall(r"^- (\w+):", slm.__doc__, flags=re.MULTILINE))
-    modules = {path.stem for path in (ROOT / "slm").glob("*.py") if path.stem != "__init__"}
+    named = set(re.findall(r"^- ([\w.]+):", slm.__doc__, flags=re.MULTILINE))
+    package = ROOT / "slm"
+    modules = {
+        ".".join(path.relative_to(package).with_suffix("").parts)
+        for path in package.rglob("*.py")
+        if path.stem != "__init__"
+    }
     assert modules <= named, f"add to slm/__init__.py's module map: {sorted(modules - named)}"
+    # a compute=local project leaves the Azure ML module out; any other name must be a module
+    assert named - modules <= {"train.azureml"}, f"not modules: {sorted(named - modules - {'train.azureml'})}"
 
 
 ENTRY_FOLDERS = ("datasets", "fine-tuning", "inferences", "setup")
@@ -106,19 +113,38 @@ def imported_names(path):
     return names
 
 
+def command_modules():
+    """The modules whose `main` an entry script runs."""
+    scripts = [path for folder in ENTRY_FOLDERS for path in (ROOT / folder).rglob("*.py")]
+    return {found for path in scripts for found in re.findall(r"from (slm[\w.]*) import main", path.read_text())}
+
+
 def test_no_module_imports_a_command_line_module():
     """A command-line module (the `main` an entry script runs) is an entry point, never a library: what two
     commands share lives in a module neither of them is."""
-    scripts = [path for folder in ENTRY_FOLDERS for path in (ROOT / folder).rglob("*.py")]
-    commands = {found for path in scripts for found in re.findall(r"from (slm[\w.]*) import main", path.read_text())}
+    commands = command_modules()
     assert "slm.infer" in commands and len(commands) >= 8, commands
     for path in (ROOT / "slm").rglob("*.py"):
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
         assert not (imported_names(path) & commands) - {module}, f"{module} imports a command-line module"
 
 
+def test_the_shared_modules_import_no_job_folder():
+    """Imports point one way: the shared modules at the top of slm/ (not its command-line ones) import nothing
+    from the job folders (train/, export/, serve/, bench/), which build on them."""
+    package = ROOT / "slm"
+    folders = {path.name for path in package.iterdir() if (path / "__init__.py").is_file()}
+    assert folders == {"train", "export", "serve", "bench"}, folders
+    commands = command_modules()
+    for path in package.glob("*.py"):
+        if f"slm.{path.stem}" in commands:
+            continue
+        reaching = {name for name in imported_names(path) if name.split(".")[1:2] and name.split(".")[1] in folders}
+        assert not reaching, f"slm/{path.name} imports {sorted(reaching)}: move what it needs up, or it down"
+
+
 def test_a_benchmark_child_killed_by_a_signal_is_named():
-    from slm.measure import child_failure
+    from slm.bench.measure import child_failure
 
     peer = child_failure("llama", -4)
     assert peer.startswith("the llama.cpp peer died with SIGILL (illegal instruction): ")
@@ -131,7 +157,7 @@ def test_the_benchmark_chart_is_a_grid_of_panels(tmp_path):
     """Six panels in rows of three, a picture read without zooming (one row of six was 3,630 x 396 px)."""
     from PIL import Image
 
-    from slm.benchmark import CHART_KEYS, draw_chart
+    from slm.bench.benchmark import CHART_KEYS, draw_chart
 
     result = dict.fromkeys(CHART_KEYS, 1.0) | {"prompts": 8, "tokens_per_answer": 4}
     draw_chart([("onnx", result), ("pytorch", result), ("llama.cpp Q4_1", result)], tmp_path / "chart.png")
@@ -153,7 +179,7 @@ def test_progress_bars_write_a_line_every_30_seconds_into_a_log(tmp_path):
 
 
 def test_the_trainer_prints_log_lines_instead_of_a_bar_into_a_log(tmp_path, monkeypatch):
-    """Inside `olive run > log` (slm/olive_data.py): the Trainer Olive builds gets the callback `disable_tqdm`
+    """Inside `olive run > log` (slm/train/olive_data.py): the Trainer Olive builds gets the callback `disable_tqdm`
     selects, unless the config sets disable_tqdm itself; on a terminal, the bar."""
     import torch
     from transformers import Trainer, TrainingArguments, trainer
@@ -170,7 +196,7 @@ def test_the_trainer_prints_log_lines_instead_of_a_bar_into_a_log(tmp_path, monk
         def isatty(self):
             return True
 
-    # transformers' own default (importing slm/olive_data.py in an earlier test may have swapped it already)
+    # transformers' own default (importing slm/train/olive_data.py in an earlier test may have swapped it already)
     monkeypatch.setattr(trainer, "DEFAULT_PROGRESS_CALLBACK", ProgressCallback)
     assert not quiet_trainer_bar_in_logs({}, Terminal())
     assert progress_callbacks() == {ProgressCallback}

@@ -1,11 +1,11 @@
-"""The schedule follows the row count by the documented rule (slm/schedule.py), with no training run."""
+"""The schedule follows the row count by the documented rule (slm/train/schedule.py), with no training run."""
 
 import math
 
 import pytest
 
 from slm.project import EARLY_STOPPING_KEY, Project
-from slm.schedule import Schedule, row_order, validation_count
+from slm.train.schedule import Schedule, row_order, validation_count
 
 ROOT_CONFIG = "fine-tuning/olive-config.json"
 
@@ -66,7 +66,7 @@ def test_the_rendered_config_stops_early_as_the_readme_documents():
 
 @pytest.mark.parametrize("patience", [-1, 2.5, "3", True])
 def test_early_stopping_refuses_a_patience_that_is_not_a_count(patience):
-    from slm.early_stopping import stop_early_after
+    from slm.train.early_stopping import stop_early_after
 
     with pytest.raises(ValueError, match=EARLY_STOPPING_KEY):
         stop_early_after(patience)

@@ -4,9 +4,9 @@ import asyncio
 import types
 
 from slm.generation import TextGenerator
-from slm.serve_backends import EngineBackend
-from slm.serve_protocol import GenerationFailed
-from slm.serve_text import text_pieces
+from slm.serve.backends import EngineBackend
+from slm.serve.protocol import GenerationFailed
+from slm.serve.text import text_pieces
 
 NOT_READY = "Expected at least one request to be ready, but none were found."
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from slm.checkpoints import run_record
 from slm.project import Project
-from slm.report import read_training, summary_line
+from slm.train.checkpoints import run_record
+from slm.train.report import read_training, summary_line
 
 CONFIG = Project.load("fine-tuning/olive-config.json").config
 EVAL_LOSSES = {20: 10.039, 40: 10.030, 60: 10.028, 80: 10.101, 100: 10.060, 120: 10.035}

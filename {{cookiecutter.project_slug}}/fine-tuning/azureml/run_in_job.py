@@ -1,12 +1,12 @@
 """What the Azure ML job runs on the cluster; not meant to be run locally.
 
-A thin entry point: the code is in slm.azureml.
+A thin entry point: the code is in slm.train.azureml.
 """
 
 import sys
 
 try:
-    from slm.azureml import run_in_job
+    from slm.train.azureml import run_in_job
 except ModuleNotFoundError as error:  # run outside .venv, or before setup/install.py
     if error.name != "slm":  # slm is installed and one of its imports failed: show that error as it is
         raise

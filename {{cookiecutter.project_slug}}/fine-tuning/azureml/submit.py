@@ -1,12 +1,12 @@
 """Submit the olive run to Azure ML.
 
-A thin entry point: the code is in slm.azureml.
+A thin entry point: the code is in slm.train.azureml.
 """
 
 import sys
 
 try:
-    from slm.azureml import submit
+    from slm.train.azureml import submit
 except ModuleNotFoundError as error:  # run outside .venv, or before setup/install.py
     if error.name != "slm":  # slm is installed and one of its imports failed: show that error as it is
         raise

@@ -1,7 +1,7 @@
 """What the export search measured: every ModelBuilder recipe `olive run` tried, and the one it kept.
 
 Read from the footprint Olive writes beside the model (`gen-model/model/footprint.json`): each
-candidate's builder settings and the scores slm/olive_eval.py gave it on the validation rows.
+candidate's builder settings and the scores slm/export/olive_eval.py gave it on the validation rows.
 The kept one is the candidate whose graph file is the one in the model folder. Used by
 fine-tuning/report.py (the table), infer.py --eval and benchmark.py (the recipe line, and the
 benchmark's int4-against-fp32 line).
@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from slm.search_metrics import footprint_key
+from slm.export.search_metrics import footprint_key
 
 
 def recipe_name(settings: dict) -> str:

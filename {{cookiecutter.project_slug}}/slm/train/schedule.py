@@ -17,7 +17,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from slm.footprint import MEASURED
+from slm.train.footprint import MEASURED
 
 # validation rows carved out of the training rows by prepare.py: a tenth, at most this many
 VALIDATION_RATIO = 0.1
@@ -88,7 +88,7 @@ def validation_count(rows: int) -> int:
 
 
 def estimated_seconds(model_dir_name: str, schedule: Schedule) -> float | None:
-    """Training time on a 2-core CPU like the one measured (slm/footprint.py), scaled by batch size; None if not
+    """Training time on a 2-core CPU like the one measured (slm/train/footprint.py), scaled by batch size; None if not
     measured."""
     measured = MEASURED.get(model_dir_name)
     if measured is None:

@@ -9,7 +9,7 @@ Run from the project root:
   (`{"messages": [...]}`), or, with --to messages, a columns file turned into conversations
   (system prompt, the input as the user turn, the answer as the assistant turn).
 - Every bad row is reported with file, row or line and what is wrong, and nothing is written.
-- A data report, printed short and written to datasets/data-report.json (slm/data_report.py): rows that repeat
+- A data report, printed short and written to datasets/data-report.json (slm/train/data_report.py): rows that repeat
   an earlier row's input and answer (removed; --keep-duplicates keeps them), inputs with different answers
   (conflicts: kept and listed; --strict refuses the file), the label counts per split, labels with fewer than
   5 rows, and rows longer than max_seq_len tokens (counted with the base model's tokenizer when it is in
@@ -27,15 +27,15 @@ Run from the project root:
 import argparse
 from pathlib import Path
 
-from slm import data_report
 from slm.data import check_rows, read_records, write_together
 from slm.engines import load_tokenizer
 from slm.errors import UserError, cli
-from slm.footprint import check_fits
 from slm.metrics import label_set
 from slm.project import Project
 from slm.prompts import ColumnsTask
-from slm.schedule import Schedule, estimated_seconds
+from slm.train import data_report
+from slm.train.footprint import check_fits
+from slm.train.schedule import Schedule, estimated_seconds
 
 
 def schedule_report(project, train_rows):

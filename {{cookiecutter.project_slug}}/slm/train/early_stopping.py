@@ -1,7 +1,7 @@
 """Early stopping inside `olive run`: training ends when the validation loss has not improved for N evaluations.
 
 Olive 0.13's LoRA pass builds its `transformers.Trainer` itself and takes no callbacks from the config. The
-training data's pre-processing (slm/olive_data.py) runs inside that pass just before the Trainer is built, and
+training data's pre-processing (slm/train/olive_data.py) runs inside that pass just before the Trainer is built, and
 its `early_stopping_patience` key comes here: `stop_early_after(N)` makes the Trainers built from then on carry
 transformers' own `EarlyStoppingCallback(N)` (0: none). The Trainer evaluates on the validation rows and saves a
 checkpoint at the same steps (`eval_steps` = `save_steps`), so the step it stops at is saved, and

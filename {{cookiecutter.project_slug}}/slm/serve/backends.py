@@ -1,11 +1,11 @@
-"""The server's backends: what the HTTP layer (slm.serve_app) asks of a model, and its implementations
+"""The server's backends: what the HTTP layer (slm.serve.app) asks of a model, and its implementations
 on onnxruntime-genai.
 
 `EngineBackend` runs og.Engine / og.Request batching, one engine thread per model (its load figures:
 "Serving" in docs/measurements.md of the phi3-olive-e2e template). `AdapterBackend` serves an adapter
 export: one model id per LoRA adapter (and one for the base model alone), each request on its own
 og.Generator with its adapter, since og.Request has no adapter in the pinned 0.14.1. What the client sees
-of a job's token stream is slm.serve_text's.
+of a job's token stream is slm.serve.text's.
 """
 
 import asyncio
@@ -14,7 +14,7 @@ import threading
 from typing import Protocol
 
 from slm.generation import CHAT_MAX_NEW_TOKENS, TASK_MAX_NEW_TOKENS
-from slm.serve_protocol import BadRequest, GenerationFailed, PromptTooLong, QueueFull, UnknownModel, message_text
+from slm.serve.protocol import BadRequest, GenerationFailed, PromptTooLong, QueueFull, UnknownModel, message_text
 
 DEFAULT_MAX_QUEUE = 32  # requests waiting or running; one more gets 503
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from slm.engines import load_tokenizer
 from slm.errors import UserError, cli
-from slm.export_prompt import content_template, jinja_chat_template
+from slm.export.prompt_templates import content_template, jinja_chat_template
 from slm.project import Project
 
 FOUNDRY_DIR = Path("gen-model/foundry")

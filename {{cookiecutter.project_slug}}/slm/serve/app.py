@@ -1,7 +1,7 @@
 """The server's HTTP layer: the FastAPI app, its routes and its API-key check.
 
 Routes: GET /v1/models, POST /v1/chat/completions (stream or not), GET / (web chat). The app talks
-only to a backend (slm.serve_backends.Backend); the request models and errors are slm.serve_protocol's.
+only to a backend (slm.serve.backends.Backend); the request models and errors are slm.serve.protocol's.
 """
 
 import hmac
@@ -13,10 +13,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from slm.serve_backends import Backend
-from slm.serve_page import PAGE
-from slm.serve_protocol import ApiError, BadRequest, BodyTooLarge, ChatRequest, QueueFull, Unauthorized
-from slm.serve_text import Answer, text_pieces
+from slm.serve.backends import Backend
+from slm.serve.page import PAGE
+from slm.serve.protocol import ApiError, BadRequest, BodyTooLarge, ChatRequest, QueueFull, Unauthorized
+from slm.serve.text import Answer, text_pieces
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000
 RETRY_AFTER_SECONDS = 2

@@ -19,15 +19,15 @@ server send, so the trained prefix is the served prompt.
 `answer_only=false` restores Olive's whole-text loss (labels = input ids).
 
 The training data config also carries the schedule (`epochs`, `min_steps`, `step_cap`, `seed`:
-see slm/schedule.py): its rows come out laid in the order and number of the steps the row count
+see slm/train/schedule.py): its rows come out laid in the order and number of the steps the row count
 calls for, and the checkpoint folder of the Trainer is checked to belong to this data and these
 settings before Olive resumes from it (`guard_checkpoints`); its `early_stopping_patience` ends training after that
-many evaluations without a lower validation loss (slm/early_stopping.py). The validation data config uses the
+many evaluations without a lower validation loss (slm/train/early_stopping.py). The validation data config uses the
 same component without a schedule, so its loss is on the answer tokens, as trained.
 
 It is used from the data config of fine-tuning/olive-config.json:
 
-    "user_script": "slm/olive_data.py",
+    "user_script": "slm/train/olive_data.py",
     "pre_process_data_config": {"type": "answer_only_pre_process", "data_format": "columns",
                                 "text_template": "...", "max_seq_len": 128}
 
@@ -41,14 +41,14 @@ import logging
 import torch
 from olive.data.registry import Registry
 
-from slm.checkpoints import check_project_at_start, guard_checkpoints
-from slm.early_stopping import stop_early_after
 from slm.errors import UserError
 from slm.olive_compat import fail_when_no_model_is_produced, release_memory_after_each_step
 from slm.progress import quiet_trainer_bar_in_logs
 from slm.project import Project
 from slm.prompts import ChatTask, ColumnsTask, common_prefix
-from slm.schedule import Schedule, row_order
+from slm.train.checkpoints import check_project_at_start, guard_checkpoints
+from slm.train.early_stopping import stop_early_after
+from slm.train.schedule import Schedule, row_order
 
 IGNORE_INDEX = -100  # olive.data.constants.IGNORE_INDEX, the label PyTorch's loss skips
 
@@ -71,7 +71,7 @@ def _training_args() -> dict:
 ADAPTER_INIT_SEED = 0
 torch.manual_seed(ADAPTER_INIT_SEED)
 # Before any pass runs: refuse data the recorded data_version does not match (Olive's cache would reuse the
-# model trained on the old data), and get the checkpoint folder ready (slm/checkpoints.py)
+# model trained on the old data), and get the checkpoint folder ready (slm/train/checkpoints.py)
 check_project_at_start()
 fail_when_no_model_is_produced()
 
@@ -199,7 +199,7 @@ def answer_only_pre_process(
         chat_template: a Jinja chat template overriding the tokenizer's (messages format).
         max_seq_len: tokens kept per row; rows whose answer lies beyond it are dropped with a warning.
         max_samples: use only the first max_samples rows.
-        epochs: training data only: passes over the rows before min_steps / step_cap apply (slm/schedule.py);
+        epochs: training data only: passes over the rows before min_steps / step_cap apply (slm/train/schedule.py);
             the rows come out in training order, for the Trainer's sequential sampler. None: rows as read.
         min_steps: the fewest optimisation steps, however few the rows.
         step_cap: the most optimisation steps, however many the rows.

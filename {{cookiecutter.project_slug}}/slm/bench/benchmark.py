@@ -36,10 +36,11 @@ import json
 import sys
 from pathlib import Path
 
-from slm import bandwidth, export_report, llama_peer
+from slm.bench import bandwidth, llama_peer
+from slm.bench.measure import CHILD_ENGINES, ChildSettings, measure, run_child
 from slm.data import load_rows
 from slm.errors import UserError, cli
-from slm.measure import CHILD_ENGINES, ChildSettings, measure, run_child
+from slm.export import search_report
 from slm.project import Project, merged_model_dir, trained_adapter_dir
 
 RESULTS = Path("gen-model/benchmark.json")
@@ -229,7 +230,7 @@ def main(argv=None):
         print(f"adapter file: {adapter.as_posix()}, {adapter.stat().st_size / 2**20:.1f} MB")
         overhead = 100 * summary["adapter_overhead_decode"]
         print(f"adapter overhead: {overhead:.0f}% (decode tokens/s with the adapter against the base alone)")
-    print("\n".join(export_report.export_cost_lines(onnx_dir, onnx_title, onnx, torch)))
+    print("\n".join(search_report.export_cost_lines(onnx_dir, onnx_title, onnx, torch)))
     print(f"ONNX size is {100 * summary['size_ratio']:.0f}% of the merged PyTorch weights")
     probe = summary["memory_bandwidth_probe_gb_per_s"]
     print(f"memory bandwidth probe (numpy copy, read+write): {probe:.1f} GB/s on this machine")

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from slm import bandwidth, llama_peer
+from slm.bench import bandwidth, llama_peer
 from slm.engines import ENGINES, load_tokenizer, weights_size_bytes
 from slm.errors import UserError
 from slm.generation import TextGenerator, answer_line
@@ -120,12 +120,12 @@ class ChildSettings:
 
 
 def run_child(engine_name, model_dir, settings: ChildSettings, adapter=None):
-    """`measure` in a child process of its own (`python -m slm.benchmark --child ...`), so that its peak memory
+    """`measure` in a child process of its own (`python -m slm.bench.benchmark --child ...`), so that its peak memory
     is its own; its result dict."""
     command = [
         sys.executable,
         "-m",
-        "slm.benchmark",
+        "slm.bench.benchmark",
         "--child",
         engine_name,
         "--child-model",

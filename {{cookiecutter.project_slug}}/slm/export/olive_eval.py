@@ -27,14 +27,14 @@ from olive.evaluator.olive_evaluator import OliveEvaluator
 from olive.evaluator.registry import Registry
 
 from slm import olive_compat
-from slm.checkpoints import last_checkpoint
+from slm.bench.measure import ChildSettings, run_child
 from slm.data import load_rows
 from slm.engines import ENGINES, load_tokenizer, weights_size_bytes
+from slm.export.search_metrics import EVALUATOR_TYPE, RESULT_KEYS
 from slm.generation import Prompter, TextGenerator
-from slm.measure import ChildSettings, run_child
 from slm.metrics import score
 from slm.project import Project
-from slm.search_metrics import EVALUATOR_TYPE, RESULT_KEYS
+from slm.train.checkpoints import last_checkpoint
 
 # Olive imports this module while it reads the config, before it writes the config out or searches
 olive_compat.apply()

@@ -18,7 +18,7 @@ the default rank) and silently prunes a pass whose settings the target cannot ru
 Usage, from the project root:
     python fine-tuning/check_config.py [fine-tuning/olive-config.json] [--paths]
 `--paths` also checks that the model folder and data files exist, prints what the run will cost on CPU
-(slm/footprint.py) and refuses one whose forecast peak memory is more than this machine has.
+(slm/train/footprint.py) and refuses one whose forecast peak memory is more than this machine has.
 """
 
 import argparse
@@ -29,10 +29,10 @@ import json
 from pathlib import Path
 
 from slm.errors import UserError, cli
-from slm.footprint import check_fits
 from slm.project import EARLY_STOPPING_KEY, OLIVE_CONFIG, SCHEDULE_KEYS, Project
+from slm.train.footprint import check_fits
 
-# keys of the training data's pre-processing that only training uses: the schedule (slm/schedule.py), its row
+# keys of the training data's pre-processing that only training uses: the schedule (slm/train/schedule.py), its row
 # order, early stopping
 SCHEDULE_ONLY_KEYS = (*SCHEDULE_KEYS, "seed", EARLY_STOPPING_KEY)
 # training_args keys of Olive 0.13's LoRA pass that are not transformers.TrainingArguments fields
@@ -191,7 +191,7 @@ def check_export_search(config):
     from olive.evaluator.olive_evaluator import OliveEvaluatorConfig
     from olive.search.search_strategy import SearchStrategyConfig
 
-    from slm.search_metrics import EVALUATOR_TYPE, RESULT_KEYS
+    from slm.export.search_metrics import EVALUATOR_TYPE, RESULT_KEYS
 
     evaluators = config.get("evaluators") or {}
     for name, evaluator in evaluators.items():

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from slm.errors import UserError
 from slm.metrics import label_set
-from slm.schedule import validation_count
+from slm.train.schedule import validation_count
 
 SPLITS = ("train", "validation", "eval")
 # At the default fifth held out, a label needs 5 rows for one of them to be held out in proportion and a
@@ -73,7 +73,7 @@ def find_repeats(rows, task, keep_duplicates=False):
 def smallest_file(eval_ratio, batch_size):
     """The fewest distinct inputs prepare.py splits: one held out to score the model on, one for validation to
     choose the best checkpoint by, and a batch of distinct rows to train on. With fewer training rows than a
-    batch every step repeats rows inside its batch (slm.schedule.row_order lays whole passes end to end), and
+    batch every step repeats rows inside its batch (slm.train.schedule.row_order lays whole passes end to end), and
     a score on no held-out row means nothing."""
     inputs = 3
     while True:

@@ -3,7 +3,7 @@
 The figures are measured ones (MEASURED, one row per model measured); a model measured at another size (a
 scaled-down shape, a local model of the same family) gets the nearest row scaled by parameter count, and
 says "estimated". `prepare.py` and `check_config.py --paths` print the forecast; they and `olive run` itself
-(slm/olive_data.py, before any pass) refuse a run whose forecast peak is more than this machine's memory,
+(slm/train/olive_data.py, before any pass) refuse a run whose forecast peak is more than this machine's memory,
 unless MEMORY_OVERRIDE is set in the environment.
 """
 

@@ -6,13 +6,13 @@ Routes: GET /v1/models, POST /v1/chat/completions (stream or not), GET / (web ch
 
 The server is split by seam:
 
-- slm.serve_protocol   the request models and the error family (OpenAI's error shape)
-- slm.serve_backends   the `Backend` protocol the HTTP layer talks to, and its implementations on
+- slm.serve.protocol   the request models and the error family (OpenAI's error shape)
+- slm.serve.backends   the `Backend` protocol the HTTP layer talks to, and its implementations on
                        onnxruntime-genai (EngineBackend: og.Engine batching; AdapterBackend: one
                        model id per LoRA adapter)
-- slm.serve_text       `text_pieces`, the token stream as client text
-- slm.serve_app        create_app: the FastAPI routes and the API-key check
-- slm.serve (here)     the command line: arguments, opening the backend, uvicorn
+- slm.serve.text       `text_pieces`, the token stream as client text
+- slm.serve.app        create_app: the FastAPI routes and the API-key check
+- slm.serve.cli (here)     the command line: arguments, opening the backend, uvicorn
 """
 
 import argparse
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from slm.errors import UserError, cli
 from slm.project import Project
-from slm.serve_backends import DEFAULT_MAX_QUEUE, AdapterBackend, EngineBackend
+from slm.serve.backends import DEFAULT_MAX_QUEUE, AdapterBackend, EngineBackend
 
 API_KEY_ENV = "SERVE_API_KEY"
 
@@ -103,7 +103,7 @@ def main(argv=None):
     backend = open_backend(args, project)
     import uvicorn
 
-    from slm.serve_app import create_app
+    from slm.serve.app import create_app
 
     app = create_app(backend, api_key=api_key)
     url = f"http://{args.host}:{args.port}"

@@ -5,7 +5,7 @@ one-line answers), shared by the streamed and the non-streamed route so both giv
 from collections.abc import AsyncIterator, Iterable
 
 from slm.generation import AnswerText
-from slm.serve_backends import Backend, Job
+from slm.serve.backends import Backend, Job
 
 
 class Answer:

@@ -1,7 +1,7 @@
 """The fine-tune as a GGUF file for llama.cpp, Ollama and LM Studio, with an Ollama Modelfile
 (inferences/export_gguf.py).
 
-The merged model goes through llama.cpp's own converter and quantizer (slm/llama_peer.py, the benchmark's
+The merged model goes through llama.cpp's own converter and quantizer (slm/bench/llama_peer.py, the benchmark's
 peer). The file written carries the trained prompt as its chat template (`tokenizer.chat_template`), the
 tokens the ONNX model stops at as end-of-sequence and end-of-turn, and `add_bos_token` false: the trained
 prompt brings its own special tokens, as infer.py tokenizes it. The Modelfile renders the same prompt in
@@ -12,11 +12,11 @@ import argparse
 import os
 from pathlib import Path
 
-from slm import llama_peer
+from slm.bench import llama_peer
 from slm.data import load_rows
 from slm.engines import load_tokenizer
 from slm.errors import UserError, cli
-from slm.export_prompt import go_template, jinja_chat_template, stop_tokens
+from slm.export.prompt_templates import go_template, jinja_chat_template, stop_tokens
 from slm.metrics import label_set
 from slm.project import OLIVE_RUN, Project, merged_model_dir
 

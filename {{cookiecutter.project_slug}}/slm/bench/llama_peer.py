@@ -1,5 +1,5 @@
 """llama.cpp as an optional peer in the benchmark, and the GGUF conversion behind it and behind the GGUF
-export (slm/gguf_export.py): converter, quantizer and a LlamaCppEngine.
+export (slm/export/gguf.py): converter, quantizer and a LlamaCppEngine.
 
 Nothing here is needed by training or by the ONNX model. The benchmark uses it only when
 llama-cpp-python is installed in the project's environment:
@@ -226,7 +226,7 @@ def gguf_file(model_path):
     if path.is_dir():
         path = path / GGUF_NAME
     if not path.is_file():
-        raise PeerError(f"no GGUF model at {path}: convert it first (slm.llama_peer.convert_to_gguf)")
+        raise PeerError(f"no GGUF model at {path}: convert it first (slm.bench.llama_peer.convert_to_gguf)")
     return path
 
 

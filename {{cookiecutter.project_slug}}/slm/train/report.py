@@ -16,10 +16,10 @@ import json
 import re
 from pathlib import Path
 
-from slm import export_report
-from slm.checkpoints import last_checkpoint, run_record
 from slm.errors import UserError, cli
+from slm.export import search_report
 from slm.project import Project
+from slm.train.checkpoints import last_checkpoint, run_record
 
 EXPORT_TABLE = "export-candidates.txt"
 
@@ -119,11 +119,11 @@ def write_report(project: Project) -> str:
 
 def write_export_report(project: Project) -> str | None:
     """The export search's table (every recipe tried, the kept one marked) and its line, or None."""
-    rows = export_report.candidates(project.output_dir)
+    rows = search_report.candidates(project.output_dir)
     if not rows:
         return None
     text = (
-        f"{export_report.table(rows)}\n{export_report.kept_line(rows) or 'kept: none of these (model folder changed)'}"
+        f"{search_report.table(rows)}\n{search_report.kept_line(rows) or 'kept: none of these (model folder changed)'}"
     )
     (project.report_dir / EXPORT_TABLE).write_text(text + "\n", encoding="utf-8")
     return text

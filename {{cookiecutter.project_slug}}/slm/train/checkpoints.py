@@ -2,7 +2,7 @@
 
 `olive run` resumes from the last checkpoint in `training_args.output_dir` when that folder has one
 (Olive 0.13's LoRA pass). A run of other data or other settings must not resume there: before the
-Trainer starts, the pre-processing (slm/olive_data.py) compares what this run depends on with what
+Trainer starts, the pre-processing (slm/train/olive_data.py) compares what this run depends on with what
 the folder's run recorded, and moves another run's checkpoints aside.
 """
 
@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from slm.errors import UserError
-from slm.footprint import check_fits
 from slm.project import Project
+from slm.train.footprint import check_fits
 
 logger = logging.getLogger("olive.slm")
 
@@ -123,7 +123,7 @@ def check_project_at_start():
     """Run when Olive reads the config, before any pass: what must hold before Olive looks at its cache.
 
     - The data files still match the recorded data_version, else stop with what to do.
-    - The run's forecast peak memory on CPU fits this machine (slm/footprint.py), else stop with what would.
+    - The run's forecast peak memory on CPU fits this machine (slm/train/footprint.py), else stop with what would.
     - The checkpoint folder exists: Olive 0.13 keys its cache on `training_args.output_dir` written as
       an absolute path when that folder exists and as given when it does not, so without it the run after
       the first would miss the cache and redo every pass.

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible server: protocol, backends, app, web page and command line."""
