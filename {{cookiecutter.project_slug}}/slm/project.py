@@ -237,13 +237,21 @@ class Project:
 # ---- Olive's footprint: the models olive run produced on the way to the ONNX model (benchmark.py)
 
 
+def footprint_file(onnx_dir: str | Path) -> Path:
+    return Path(onnx_dir) / "footprint.json"
+
+
+def read_footprint(onnx_dir: str | Path) -> dict:
+    """Olive's footprint beside the model, its nodes by id (each pass's output, metrics, parent); {} without one."""
+    footprint = footprint_file(onnx_dir)
+    return json.loads(footprint.read_text(encoding="utf-8")) if footprint.is_file() else {}
+
+
 def footprint_model(onnx_dir: str | Path, from_passes: set[str]) -> dict | None:
     """The config of the model the first of `from_passes` produced, from Olive's footprint; None if absent."""
-    footprint = Path(onnx_dir) / "footprint.json"
-    if footprint.is_file():
-        for node in json.loads(footprint.read_text(encoding="utf-8")).values():
-            if node.get("from_pass") in from_passes:
-                return node["model_config_data"]["config"]
+    for node in read_footprint(onnx_dir).values():
+        if node.get("from_pass") in from_passes:
+            return node["model_config_data"]["config"]
     return None
 
 
@@ -252,9 +260,9 @@ def merged_model_dir(onnx_dir: str | Path) -> Path:
     merged = footprint_model(onnx_dir, {"mergeadapterweights"})
     if merged:
         return Path(merged["model_path"])
-    footprint = Path(onnx_dir) / "footprint.json"
     raise UserError(
-        f"no merged model recorded in {footprint.as_posix()}: run `{OLIVE_RUN}` (or pass --merged-model DIR)"
+        f"no merged model recorded in {footprint_file(onnx_dir).as_posix()}: run `{OLIVE_RUN}` "
+        "(or pass --merged-model DIR)"
     )
 
 
@@ -264,6 +272,6 @@ def trained_adapter_dir(onnx_dir: str | Path) -> tuple[Path, Path]:
     if trained and trained.get("adapter_path"):
         return Path(trained["model_path"]), Path(trained["adapter_path"])
     raise UserError(
-        f"no LoRA adapter recorded in {(Path(onnx_dir) / 'footprint.json').as_posix()}: run "
+        f"no LoRA adapter recorded in {footprint_file(onnx_dir).as_posix()}: run "
         f"`{OLIVE_RUN}` (or pass --merged-model DIR)"
     )

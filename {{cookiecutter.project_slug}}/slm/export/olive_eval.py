@@ -34,7 +34,7 @@ from slm.export.search_metrics import EVALUATOR_TYPE, RESULT_KEYS
 from slm.generation import Prompter, TextGenerator
 from slm.metrics import score
 from slm.project import Project
-from slm.train.checkpoints import last_checkpoint
+from slm.train.checkpoints import last_checkpoint, trainer_state
 
 # Olive imports this module while it reads the config, before it writes the config out or searches
 olive_compat.apply()
@@ -73,7 +73,7 @@ def best_adapter(project: Project) -> Path | None:
     latest = last_checkpoint(checkpoints) if checkpoints is not None else None
     if latest is None:
         return None
-    state = json.loads((latest / "trainer_state.json").read_text(encoding="utf-8"))
+    state = trainer_state(latest)
     best = Path(state.get("best_model_checkpoint") or latest)
     # the Trainer records the path as it was given: relative to the project root
     return best if (best / "adapter_model.safetensors").is_file() else None

@@ -8,10 +8,10 @@ benchmark's int4-against-fp32 line).
 """
 
 import hashlib
-import json
 from pathlib import Path
 
 from slm.export.search_metrics import footprint_key
+from slm.project import read_footprint
 
 
 def recipe_name(settings: dict) -> str:
@@ -36,10 +36,7 @@ def candidates(model_dir: str | Path) -> list[dict]:
     """The scored candidates in the order they were tried, each {recipe, score, fp32_score, tokens_per_second,
     size_mb, model_dir (in Olive's cache), kept}; empty when the footprint has none (no search, or no model yet)."""
     model_dir = Path(model_dir)
-    footprint_file = model_dir / "footprint.json"
-    if not footprint_file.is_file():
-        return []
-    nodes = json.loads(footprint_file.read_text(encoding="utf-8"))
+    nodes = read_footprint(model_dir)
     kept_digest = _graph_digest(model_dir)
     rows = []
     for node in nodes.values():

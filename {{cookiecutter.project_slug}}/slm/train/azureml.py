@@ -18,6 +18,7 @@ Credentials come from DefaultAzureCredential (az login, environment or managed i
 """
 
 import argparse
+import copy
 import json
 import os
 import re
@@ -234,7 +235,7 @@ def job_config(project):
     uri = os.environ.get("BASE_MODEL_REGISTRY")
     if not uri:
         return project.config_path
-    config = json.loads(project.config_path.read_text(encoding="utf-8"))
+    config = copy.deepcopy(project.config)  # the project's own config stays as it is
     config["input_model"]["model_path"] = registry_model(uri)
     JOB_CONFIG.parent.mkdir(parents=True, exist_ok=True)
     JOB_CONFIG.write_text(json.dumps(config, indent=2), encoding="utf-8")

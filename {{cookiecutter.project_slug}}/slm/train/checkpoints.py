@@ -47,6 +47,11 @@ def last_checkpoint(checkpoints: Path) -> Path | None:
     return steps[max(steps)] if steps else None
 
 
+def trainer_state(checkpoint: Path) -> dict:
+    """The Trainer's state saved with a checkpoint: its log history, the best checkpoint, callbacks' state."""
+    return json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+
+
 def run_record(checkpoints: Path) -> Path:
     """The file beside the checkpoint folder that says which run wrote it (read by fine-tuning/report.py)."""
     return checkpoints.with_name(checkpoints.name + ".run.json")

@@ -19,7 +19,7 @@ from pathlib import Path
 from slm.errors import UserError, cli
 from slm.export import search_report
 from slm.project import Project
-from slm.train.checkpoints import last_checkpoint, run_record
+from slm.train.checkpoints import last_checkpoint, run_record, trainer_state
 
 EXPORT_TABLE = "export-candidates.txt"
 
@@ -32,8 +32,7 @@ def read_training(project: Project) -> dict:
     latest = last_checkpoint(checkpoints)
     if latest is None:
         raise UserError(f"no checkpoint in {checkpoints.as_posix()}: train first", retry=retry)
-    state_file = latest / "trainer_state.json"
-    state = json.loads(state_file.read_text(encoding="utf-8"))
+    state = trainer_state(latest)
     record_file = run_record(checkpoints)
     record = json.loads(record_file.read_text(encoding="utf-8")) if record_file.is_file() else {}
     history = state.get("log_history", [])
@@ -48,7 +47,7 @@ def read_training(project: Project) -> dict:
         "max_steps": state.get("max_steps"),
         "rows": record.get("rows"),
         "epochs": record.get("epochs"),
-        "seconds": state_file.stat().st_mtime - record["started"] if "started" in record else None,
+        "seconds": (latest / "trainer_state.json").stat().st_mtime - record["started"] if "started" in record else None,
         "resumed": record.get("resumed", False),
         "stalled_evaluations": stalled_evaluations(state),
     }
