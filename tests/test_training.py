@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow
 # 200 scheduled steps of 4 rows, evaluated and saved every 20, at a learning rate under which the tiny model's
 # validation loss stops improving early (measured with the Phi rows' bfloat16 training: lowest at step 40, 10.115;
 # then 10.131, 10.150, 10.222), so the default early stopping (3 evaluations) ends the runs at step 100, and the
-# resumed run is stopped after a checkpoint that already counts an evaluation without improvement (step 60). Rank 8: see TINY_LORA_R in
-# conftest.py. The export search is tested in test_e2e.py; here one recipe is enough.
+# resumed run is stopped after a checkpoint that already counts an evaluation without improvement (step 60).
+# Rank 8: see TINY_LORA_R in conftest.py. The export search is tested in test_e2e.py; here one recipe is enough.
 TINY_SCHEDULE = {
     "__epochs": "0.1",
     "__min_steps": "200",
