@@ -119,12 +119,19 @@ def fail_when_no_model_is_produced() -> None:
     atexit.register(exit_status)
 
 
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, or None off Linux; looked up once (find_library runs ldconfig in a child process)."""
+    libc = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    return getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+
+
 def release_memory() -> None:
     """Free what is unreachable and give glibc's free memory back to the system (no-op off glibc)."""
     gc.collect()
-    libc = ctypes.util.find_library("c")
-    if sys.platform.startswith("linux") and libc:
-        ctypes.CDLL(libc).malloc_trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _then_release(method):

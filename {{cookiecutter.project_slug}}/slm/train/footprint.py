@@ -68,16 +68,14 @@ def parameter_count(config: dict) -> int:
 
 @dataclass(frozen=True)
 class Forecast:
-    basis: str  # the MEASURED row of the time per step
-    peaks_basis: str  # the MEASURED row of the peaks
+    basis: str  # the MEASURED row scaled from
     estimated: bool
     seconds_per_step: float
     batch_size: int
     peaks: dict
 
     def describe(self) -> str:
-        rows = self.basis if self.peaks_basis == self.basis else f"{self.basis} (time), {self.peaks_basis} (memory)"
-        how = f"estimated from {rows} by parameter count" if self.estimated else f"measured on {rows}"
+        how = f"estimated from {self.basis} by parameter count" if self.estimated else f"measured on {self.basis}"
         stages = ", ".join(f"{stage} {gib:.1f} GiB" for stage, gib in self.peaks.items())
         return (
             f"forecast on a 2-core CPU ({how}): {self.seconds_per_step:.0f} s per training step of {self.batch_size} "
@@ -108,25 +106,22 @@ def forecast(project) -> Forecast | None:
     model_type = model_type or measured.model_type
     basis = name if measured and measured.parameters == parameters else nearest(model_type, parameters)
     row = MEASURED[basis]
-    peaks_from = basis if row.peaks else nearest(model_type, parameters, with_peaks=True)
     scale = parameters / row.parameters
-    peak_scale = parameters / MEASURED[peaks_from].parameters
     stages = ["training", "merge", "export"] if not project.exports_adapter else ["training", "export"]
     return Forecast(
         basis=basis,
-        peaks_basis=peaks_from,
-        estimated=scale != 1 or peaks_from != basis,
+        estimated=scale != 1,
         seconds_per_step=row.seconds_per_step * scale * project.batch_size / row.batch_size,
         batch_size=project.batch_size,
-        peaks={stage: MEASURED[peaks_from].peaks[stage] * peak_scale for stage in stages},
+        peaks={stage: row.peaks[stage] * scale for stage in stages},
     )
 
 
-def nearest(model_type: str | None, parameters: int, with_peaks: bool = False) -> str:
+def nearest(model_type: str | None, parameters: int) -> str:
     """The measured row to scale from: of the same model_type first, then the nearest in parameter count."""
-    rows = [name for name, row in MEASURED.items() if row.peaks or not with_peaks]
     return min(
-        rows, key=lambda name: (MEASURED[name].model_type != model_type, abs(MEASURED[name].parameters - parameters))
+        MEASURED,
+        key=lambda name: (MEASURED[name].model_type != model_type, abs(MEASURED[name].parameters - parameters)),
     )
 
 

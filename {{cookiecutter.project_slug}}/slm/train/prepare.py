@@ -38,8 +38,9 @@ from slm.train.footprint import check_fits
 from slm.train.schedule import Schedule, estimated_seconds
 
 
-def schedule_report(project, train_rows):
-    """What training on these rows will cost, by the schedule olive run applies."""
+def schedule_report(project, train_rows, expected):
+    """What training on these rows will cost, by the schedule olive run applies, and `expected`, the memory forecast
+    (footprint.check_fits's), when there is one."""
     settings = project.schedule_settings
     if settings is None:
         fixed = project.training_args.get("max_steps")
@@ -49,7 +50,6 @@ def schedule_report(project, train_rows):
     seconds = estimated_seconds(project.base_model_dir.name, schedule)
     if seconds is not None:
         line += f"; about {seconds / 60:.0f} min of training on a 2-core CPU"
-    expected = check_fits(project)
     return line + (f"\n{expected.describe()}" if expected else "")
 
 
@@ -156,7 +156,7 @@ def repeat_findings(repeats, report_name):
 def prepare(
     project, source, eval_ratio, seed, to=None, system_prompt=None, columns=None, keep_duplicates=False, strict=False
 ):
-    check_fits(project)  # before anything is read or written: a run this machine cannot hold is refused
+    expected = check_fits(project)  # before anything is read or written: a run this machine cannot hold is refused
     task = project.task
     source = Path(source)
     outputs = (project.train_file, project.validation_file, project.eval_file)
@@ -206,7 +206,7 @@ def prepare(
         f"the report: {report_name}"
     )
     project.record_data_version()
-    summary.append(schedule_report(project, len(train)))
+    summary.append(schedule_report(project, len(train), expected))
     return summary
 
 
