@@ -35,6 +35,7 @@ COMMON_FILES = {
     "slm/train/check_config.py",
     "slm/train/olive_data.py",
     "slm/export/olive_eval.py",
+    "slm/export/int4_by_tensor.py",
     "slm/olive_compat.py",
     "tests/test_olive_compat.py",
     "slm/export/search_report.py",

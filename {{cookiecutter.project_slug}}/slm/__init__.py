@@ -40,6 +40,8 @@ train: your data and fine-tuning
 export: the ONNX model and the other runtimes
 - export.olive_eval:       the export search's evaluator: each int4 recipe scored on the validation rows
                            against the fine-tune in fp32, during `olive run`
+- export.int4_by_tensor:   ModelBuilder's int4 quantization one weight at a time (a full-size Phi export in
+                           16 GB), installed inside `olive run`
 - export.search_metrics:   the export search's metric schema, one definition (the template reads it too)
 - export.search_report:    the int4 recipes `olive run` tried and the one it kept, from Olive's footprint
 - export.prompt_templates: the trained prompt as other runtimes read it (Jinja chat template, {Content},

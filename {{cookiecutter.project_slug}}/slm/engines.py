@@ -138,8 +138,11 @@ class TorchEngine:
     name = "pytorch"
     ignore_eos_changes_tokens = False  # it picks end-of-sequence as usual and generates on past it
 
-    def __init__(self, model_dir: str | Path, device: str = "cpu", lora_dir: str | Path | None = None) -> None:
-        """lora_dir: a PEFT LoRA adapter folder, merged into the model's weights before timing."""
+    def __init__(
+        self, model_dir: str | Path, device: str = "cpu", lora_dir: str | Path | None = None, dtype: str = "float32"
+    ) -> None:
+        """lora_dir: a PEFT LoRA adapter folder, merged into the model's weights before timing; dtype: a torch
+        dtype's name, the weights' type in memory."""
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -149,7 +152,7 @@ class TorchEngine:
         if device == "cpu":
             torch.set_num_threads(cpu_threads())
             self.threads = torch.get_num_threads()
-        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype))
         if lora_dir:
             from peft import PeftModel
 

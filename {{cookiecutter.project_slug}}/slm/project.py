@@ -118,6 +118,11 @@ class Project:
         return self.finetune.get("training_args") or {}
 
     @property
+    def training_dtype(self) -> str:
+        """The torch dtype the fine-tune trains in (the LoRA pass's `torch_dtype`)."""
+        return self.finetune.get("torch_dtype") or "float32"
+
+    @property
     def batch_size(self) -> int:
         """Rows per optimisation step: the per-device batch times gradient accumulation."""
         args = self.training_args

@@ -78,11 +78,11 @@ def test_another_size_is_scaled_by_parameter_count_and_says_estimated(phi_projec
 
 def test_the_guard_refuses_a_run_over_the_machines_memory_in_one_line(phi_project):
     with pytest.raises(UserError) as refused:
-        footprint.check_fits(phi_project(), memory_gib=16)
+        footprint.check_fits(phi_project(), memory_gib=8)
     message = str(refused.value)
     assert len(message.splitlines()) == 1
-    assert "more than this machine's 16.0 GiB" in message and footprint.MEMORY_OVERRIDE in message
-    assert footprint.check_fits(phi_project(layers=4, name="small-phi"), memory_gib=16) is not None
+    assert "more than this machine's 8.0 GiB" in message and footprint.MEMORY_OVERRIDE in message
+    assert footprint.check_fits(phi_project(layers=4, name="small-phi"), memory_gib=8) is not None
 
 
 def only_error_line(capsys):
@@ -92,7 +92,7 @@ def only_error_line(capsys):
 
 def test_prepare_refuses_before_writing_anything(phi_project, capsys, monkeypatch, tmp_path):
     project = phi_project()
-    monkeypatch.setattr(footprint, "machine_memory_gib", lambda: 16.0)
+    monkeypatch.setattr(footprint, "machine_memory_gib", lambda: 8.0)
     source = tmp_path / "raw.jsonl"
     source.write_text("", encoding="utf-8")
     before = OLIVE_CONFIG.read_bytes()
@@ -104,14 +104,14 @@ def test_prepare_refuses_before_writing_anything(phi_project, capsys, monkeypatc
 
 def test_check_config_paths_refuses_before_olive_is_imported(phi_project, capsys, monkeypatch):
     phi_project()
-    monkeypatch.setattr(footprint, "machine_memory_gib", lambda: 16.0)
+    monkeypatch.setattr(footprint, "machine_memory_gib", lambda: 8.0)
     assert olive_check.main([str(OLIVE_CONFIG), "--paths"]) == 1
     only_error_line(capsys)
 
 
 def test_olive_run_stops_before_any_pass_unless_overridden(phi_project, monkeypatch):
     project = phi_project()
-    monkeypatch.setattr(footprint, "machine_memory_gib", lambda: 16.0)
+    monkeypatch.setattr(footprint, "machine_memory_gib", lambda: 8.0)
     with pytest.raises(SystemExit) as stopped:
         checkpoints.check_project_at_start()
     assert str(stopped.value).startswith("ERROR: ") and len(str(stopped.value).splitlines()) == 1

@@ -38,3 +38,23 @@ def test_an_unpinned_olive_is_not_checked(tmp_path, monkeypatch):
     assert olive_compat.tested_olive_version(tmp_path / "missing.txt") is None
     requirements.write_text("olive-ai==0.13.0\n")
     assert olive_compat.tested_olive_version(requirements) == "0.13.0"
+
+
+def test_another_onnxruntime_genai_stops_before_the_builder_is_patched(monkeypatch):
+    """The same guard for the int4 export one weight at a time (slm/export/int4_by_tensor.py), which replaces
+    a method of onnxruntime-genai's builder."""
+    from slm.export import int4_by_tensor
+
+    pin = int4_by_tensor.GENAI_PIN.search(olive_compat.REQUIREMENTS.read_text())
+    assert pin, "setup/requirements.txt pins onnxruntime-genai"
+    package, tested = pin.groups()
+    int4_by_tensor.check_genai_version.cache_clear()
+    int4_by_tensor.check_genai_version()  # the pinned stack passes
+    monkeypatch.setattr(int4_by_tensor.metadata, "version", lambda name: "0.20.0")
+    int4_by_tensor.check_genai_version.cache_clear()
+    with pytest.raises(SystemExit) as stopped:
+        int4_by_tensor.use_for_modelbuilder()
+    int4_by_tensor.check_genai_version.cache_clear()
+    message = str(stopped.value.code)
+    assert "\n" not in message and message.startswith(f"ERROR: {package} 0.20.0 is installed")
+    assert f"`pip install {package}=={tested}`" in message

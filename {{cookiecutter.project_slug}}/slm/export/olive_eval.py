@@ -5,8 +5,9 @@ For an int4 export on CPU, `olive run` builds every ModelBuilder recipe listed u
 scores each result (the config's `evaluators`, with `user_script` naming this file).
 Each is scored on the validation rows (never the held-out eval file) exactly as
 `infer.py --eval` scores: the same prompt, greedy decoding, the same stop rule; accuracy for a
-small label set, token F1 otherwise. The same fine-tune merged in PyTorch (fp32) is scored on
-the same rows once, as the reference.
+small label set, token F1 otherwise. The same fine-tune merged in PyTorch is scored on the same
+rows once, as the reference ("fp32" below), in the dtype it trained in: float32, or bfloat16 for the
+Phi rows (in float32 a full-size Phi alone is 15 GB, more than a 16 GB machine has for it).
 
 Olive ranks the candidates by the sub-metrics in priority order, highest first:
 1. `selection`: the score, capped at the fp32 score minus TOLERANCE. Every candidate within
@@ -80,23 +81,31 @@ def best_adapter(project: Project) -> Path | None:
 
 
 def fp32_reference(project: Project, rows: list, references: list[str]) -> dict | None:
-    """The fine-tune merged into the base model in PyTorch (fp32), scored on `rows`: computed once per
-    fine-tune and validation file, kept in the report folder."""
+    """The fine-tune merged into the base model in PyTorch, in the dtype it trained in, scored on `rows`:
+    computed once per fine-tune and validation file, kept in the report folder."""
     adapter = best_adapter(project)
     if adapter is None:
         return None
     key = hashlib.sha256(
-        (adapter / "adapter_model.safetensors").read_bytes() + project.validation_file.read_bytes()
+        (adapter / "adapter_model.safetensors").read_bytes()
+        + project.validation_file.read_bytes()
+        + project.training_dtype.encode()
     ).hexdigest()
     cache = project.report_dir / REFERENCE_FILE
     if cache.is_file():
         kept = json.loads(cache.read_text(encoding="utf-8"))
         if kept.get("key") == key:
             return kept
-    engine = ENGINES["torch"](project.base_model_dir, project.device, lora_dir=adapter)
+    engine = ENGINES["torch"](project.base_model_dir, project.device, lora_dir=adapter, dtype=project.training_dtype)
     generator = TextGenerator(engine, load_tokenizer(project.base_model_dir))
     name, value, _ = score(answers_for(project, generator, rows), references)
-    reference = {"key": key, "adapter": adapter.as_posix(), "metric": name, "score": value}
+    reference = {
+        "key": key,
+        "adapter": adapter.as_posix(),
+        "dtype": project.training_dtype,
+        "metric": name,
+        "score": value,
+    }
     project.report_dir.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(reference, indent=2) + "\n", encoding="utf-8")
     return reference

@@ -42,6 +42,7 @@ import torch
 from olive.data.registry import Registry
 
 from slm.errors import UserError
+from slm.export.int4_by_tensor import use_for_modelbuilder
 from slm.olive_compat import fail_when_no_model_is_produced, release_memory_after_each_step
 from slm.progress import quiet_trainer_bar_in_logs
 from slm.project import Project
@@ -78,6 +79,8 @@ fail_when_no_model_is_produced()
 # `olive run > log` or a CI log: the Trainer's log lines, not thousands of bar redraws (slm/progress.py)
 quiet_trainer_bar_in_logs(_training_args())
 release_memory_after_each_step()
+# ModelBuilder quantizes one weight at a time: a full-size Phi export fits 16 GB (slm/export/int4_by_tensor.py)
+use_for_modelbuilder()
 # training_args.log_level "info" shows the Trainer's plan, its evaluations and the checkpoint it keeps;
 # without this, every checkpoint save also prints the base model's whole config.json
 logging.getLogger("transformers.configuration_utils").setLevel(logging.WARNING)
