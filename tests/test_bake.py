@@ -49,6 +49,8 @@ COMMON_FILES = {
     "slm/train/footprint.py",
     "slm/train/checkpoints.py",
     "slm/train/early_stopping.py",
+    "slm/train/training_meter.py",
+    "tests/test_training_meter.py",
     "fine-tuning/report.py",
     "slm/progress.py",
     "slm/bench/bandwidth.py",
