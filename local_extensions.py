@@ -28,7 +28,7 @@ def to_yaml(value):
 
 def pip_requirements(cookiecutter, with_tools=True):
     extras = [extra for extra in template_logic.project_extras(cookiecutter) if with_tools or extra != "tools"]
-    return template_logic.pip_requirements(cookiecutter["device"], extras)
+    return template_logic.pip_requirements(template_logic.project_runtime(cookiecutter), extras)
 
 
 class TemplateFilters(Extension):

@@ -5,7 +5,7 @@
   answer names of older template versions mapped to today's (or refused with what replaced them).
 - `check_answers(answers)`: raises AnswerError with one line saying what to change.
 - `olive_config(answers)`: the Olive 0.13 workflow, as a Python dict.
-- `pip_requirements(stack, device, extras)`: the pinned pip list, in install order.
+- `pip_requirements(runtime, extras)`: the pinned pip list, in install order.
 - `unneeded_files(answers)`: what the post-generation hook removes for these answers.
 
 Used by the hooks (imported from the template folder), by the Jinja filters in
@@ -77,8 +77,20 @@ MOVED_TO_SUBMIT_TIME = {
     "azureml_registry_version": "submit.py --registry-model (or AZUREML_REGISTRY_MODEL)",
 }
 
+# The `device` answer: (where training runs, where the exported model runs). Olive 0.13 splits a run the same way:
+# its `host` system runs the passes, its `target` system is where the model will run (olive_systems). The training
+# settings follow the first (torch dtype, QLoRA compute dtype, gradient checkpointing), the export the second
+# (ModelBuilder's execution provider, the int4 recipes and their search, the fp32 reference the search scores
+# against, the onnxruntime packages, the device infer.py, benchmark.py and serve.py default to).
+DEVICES = {
+    "cpu": ("cpu", "cpu"),
+    "cuda": ("cuda", "cuda"),
+    # fine-tune on an NVIDIA GPU (this machine or the Azure ML job), deploy the int4 model to CPUs (laptops, edge)
+    "cuda-train-cpu-run": ("cuda", "cpu"),
+}
+
 # Measured with Olive 0.13.0: ModelBuilder prunes fp16 on the CPU execution provider
-# ("FP16 is not supported on CPU") and `olive run` then exits 0 with no model.
+# ("FP16 is not supported on CPU") and `olive run` then exits 0 with no model. Keyed by where the model runs.
 UNSUPPORTED = {
     ("cpu", "fp16"): "precision=fp16 needs device=cuda (Olive's ModelBuilder has no fp16 on CPU); use int4 or fp32",
 }
@@ -175,6 +187,9 @@ def resolve(answers):
             )
     if answers["base_model"] not in MODELS:
         raise AnswerError(f"base_model {answers['base_model']!r} is not one of {sorted(MODELS)}")
+    if answers["device"] not in DEVICES:
+        raise AnswerError(f"device {answers['device']!r} is not one of {list(DEVICES)}")
+    training_device, target_device = DEVICES[answers["device"]]
     resolved = {
         **answers,
         "model": MODELS[answers["base_model"]],
@@ -184,6 +199,8 @@ def resolve(answers):
         "local_model_path": answers["local_model_path"].strip(),
         "title": project_title(answers),
         "data_files": DATA_FILES[answers["data_format"]],
+        "training_device": training_device,
+        "target_device": target_device,
         # empty: the same as install_dependencies
         "download_model": answers.get("__download_model") or answers["install_dependencies"],
     }
@@ -273,14 +290,15 @@ def check_local_model(answers):
 def check_azureml(answers):
     if answers["compute"] != "azureml":
         return
-    if answers["device"] != "cuda":
-        raise AnswerError("compute=azureml runs on a GPU cluster: answer device=cuda")
+    if answers["training_device"] != "cuda":
+        gpu_answers = " or ".join(name for name, (training, _) in DEVICES.items() if training == "cuda")
+        raise AnswerError(f"compute=azureml runs on a GPU cluster: answer device={gpu_answers}")
     if answers["local_model_path"]:
         raise AnswerError("local_model_path is on this machine, not on the cluster: leave it empty for compute=azureml")
 
 
 def check_combination(answers):
-    reason = UNSUPPORTED.get((answers["device"], answers["precision"]))
+    reason = UNSUPPORTED.get((answers["target_device"], answers["precision"]))
     if reason:
         raise AnswerError(reason)
 
@@ -371,7 +389,7 @@ def layer_count(answers):
 
 def searches_export(answers):
     """True when `olive run` chooses the int4 recipe by measurement (CPU int4, unless __export_search=no)."""
-    return (answers["device"], answers["precision"]) == ("cpu", "int4") and answers["export_search"] == "yes"
+    return (answers["target_device"], answers["precision"]) == ("cpu", "int4") and answers["export_search"] == "yes"
 
 
 def model_builder_settings(answers):
@@ -384,7 +402,7 @@ def model_builder_settings(answers):
         # k_quant_mixed cannot quantize them at all (lora_B's input dimension, the rank, is below
         # the block size).
         settings["int4_nodes_to_exclude"] = lora_matmul_names(layer_count(answers))
-    if (answers["device"], answers["precision"]) != ("cpu", "int4"):
+    if (answers["target_device"], answers["precision"]) != ("cpu", "int4"):
         return settings
     recipes = [settings | CPU_INT4 | recipe for recipe in cpu_int4_recipes(answers)]
     return recipes if searches_export(answers) else recipes[0]
@@ -398,12 +416,41 @@ def builder_loading_settings():
     return {"extra_options": {"hf_remote": False}}
 
 
+# Olive's accelerator and execution provider for each device
+ACCELERATORS = {"cpu": ("cpu", "CPUExecutionProvider"), "cuda": ("gpu", "CUDAExecutionProvider")}
+
+
+def olive_systems(answers):
+    """Olive's `systems`, `host` and `target`: one local system where training and the model share a device, else
+    one system for each, named by its accelerator (local_gpu the host, local_cpu the target). In Olive 0.13 every
+    pass is configured for the target's accelerator (ModelBuilder's execution provider comes from it) and the
+    evaluator (the export search) runs on the target; the passes run on the host, and the LoRA pass loads the
+    model with device_map "auto", onto the GPU wherever torch sees one. The project reads both back
+    (slm/project.py: device, training_device)."""
+    training, target = answers["training_device"], answers["target_device"]
+    names = {
+        device: "local_system" if training == target else f"local_{ACCELERATORS[device][0]}"
+        for device in (training, target)
+    }
+    return {
+        "systems": {
+            name: {
+                "type": "LocalSystem",
+                "accelerators": [{"device": ACCELERATORS[device][0], "execution_providers": [ACCELERATORS[device][1]]}],
+            }
+            for device, name in names.items()
+        },
+        "host": names[training],
+        "target": names[target],
+    }
+
+
 def olive_config(raw_answers):
     """The Olive 0.13 workflow for these answers: LoRA/QLoRA, then either MergeAdapterWeights ->
     ModelBuilder (export=merged) or ModelBuilder with the adapter -> ExtractAdapters (export=adapter)."""
     answers = resolve(raw_answers)
     architecture = answers["model"]["architecture"]
-    on_gpu = answers["device"] == "cuda"
+    on_gpu = answers["training_device"] == "cuda"  # the training settings; the export's follow target_device
     messages = answers["data_format"] == "messages"
     training_args = {
         # one pass over the scheduled rows, in the order the pre-processing laid them (slm/train/schedule.py)
@@ -506,24 +553,12 @@ def olive_config(raw_answers):
         }
     return {
         "input_model": {"type": "HfModel", "model_path": model_dir(answers)},
-        "systems": {
-            "local_system": {
-                "type": "LocalSystem",
-                "accelerators": [
-                    {
-                        "device": "gpu" if on_gpu else "cpu",
-                        "execution_providers": ["CUDAExecutionProvider" if on_gpu else "CPUExecutionProvider"],
-                    }
-                ],
-            }
-        },
+        **olive_systems(answers),
         "data_configs": [
             data_config("train_data", train_file, schedule),
             data_config("validation_data", validation_file),
         ],
         "passes": passes,
-        "host": "local_system",
-        "target": "local_system",
         "log_severity_level": 1,
         "cache_dir": "gen-model/olive-cache",
         "output_dir": "gen-model/model",
@@ -531,9 +566,18 @@ def olive_config(raw_answers):
     }
 
 
-def pip_requirements(device, extras=()):
-    """The pinned pip packages, in install order (torch first). extras: names of further `_stack` groups."""
-    return [STACK["torch"], *STACK["common"], *STACK[device], *(pin for extra in extras for pin in STACK[extra])]
+def pip_requirements(runtime, extras=()):
+    """The pinned pip packages, in install order (torch first). runtime: the onnxruntime group ("cpu" or "cuda"),
+    that of the device the model runs on; extras: names of further `_stack` groups."""
+    return [STACK["torch"], *STACK["common"], *STACK[runtime], *(pin for extra in extras for pin in STACK[extra])]
+
+
+def project_runtime(answers):
+    """The onnxruntime packages a project installs: those of where its model runs. A GPU-trained model deployed to
+    CPU needs no CUDA runtime: its training is torch's (PyPI's Linux wheel carries CUDA) and bitsandbytes', both in
+    the common set, and the export search scores the int4 candidates on the CPU runtime (onnxruntime-gpu and
+    onnxruntime cannot share an environment)."""
+    return resolve(answers)["target_device"]
 
 
 def project_extras(answers):

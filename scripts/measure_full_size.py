@@ -95,7 +95,9 @@ def tree_rss(process: psutil.Process) -> int:
 def run_olive(project: Path, env: dict, log_path: Path, kill_above: float | None = None):
     """Run olive run; returns (exit status, [(seconds, stage label) at each stage start], [(seconds, rss bytes)]).
     kill_above: GiB of the process tree at which the run is killed (a machine shared with other work)."""
-    environment = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(project), **env}
+    # the project's package first, then what PYTHONPATH held (wheels installed with --target on a lent GPU machine)
+    python_path = os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")]))
+    environment = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", "PYTHONPATH": python_path, **env}
     command = [sys.executable, "-m", "olive", "run", "--config", "fine-tuning/olive-config.json"]
     start = time.perf_counter()
     child = subprocess.Popen(

@@ -61,6 +61,22 @@ def test_config_and_environment_are_the_cuda_flavour(azure_project):
     assert [line for line in pinned if line and not line.startswith("#")] == [*pip, "pytest==9.2.0", "ruff==0.17.6"]
 
 
+def test_a_job_that_trains_for_cpu_builds_a_cpu_model_with_the_cpu_runtime(bake):
+    """device=cuda-train-cpu-run: the job trains on the cluster's GPU (torch from PyPI carries CUDA, bitsandbytes),
+    builds and searches the int4 model for CPU with the CPU runtime, and its output comes back where infer.py looks."""
+    project = bake(**{**AZUREML_ANSWERS, "device": "cuda-train-cpu-run"})
+    config = project.read_json("fine-tuning/olive-config.json")
+    assert config["systems"][config["host"]]["accelerators"][0]["device"] == "gpu"
+    assert config["systems"][config["target"]]["accelerators"][0]["execution_providers"] == ["CPUExecutionProvider"]
+    assert "search_strategy" in config
+    pip = yaml.safe_load((project.path / "setup/conda.yaml").read_text())["dependencies"][-1]["pip"]
+    assert "onnxruntime-genai==0.14.1" in pip and "bitsandbytes==0.50.2" in pip and pip[0].startswith("torch==")
+    assert not [pin for pin in pip if "-gpu==" in pin or "-cuda==" in pin]
+    job = yaml.safe_load((project.path / "fine-tuning/azureml/job.yml").read_text())
+    assert job["outputs"] == {"gen_model": {"type": "uri_folder", "mode": "rw_mount"}}
+    assert config["output_dir"] == "gen-model/model"  # where run_in_job copies from and submit.py downloads into
+
+
 @pytest.mark.stack
 def test_submit_dry_run_validates_and_prints_without_azure(azure_project):
     result = azure_project.run(
@@ -96,6 +112,21 @@ def test_registry_model_becomes_olives_azureml_registry_input(azure_project, mon
     model_path = create_resource_path(run_config.input_model.config["model_path"])
     assert model_path.is_azureml_resource() and model_path.get_path() == REGISTRY_URI
     assert project.read_json("fine-tuning/olive-config.json")["input_model"]["model_path"].startswith("model-cache/")
+
+
+@pytest.mark.stack
+def test_a_registry_model_for_cpu_builds_the_first_int4_recipe_alone(bake, monkeypatch):
+    """The export search's fp32 reference needs the base model's folder, which a registry model fetched by Olive has
+    not: the job's config builds the model table's first recipe alone, and the strict check accepts it."""
+    project = bake(**{**AZUREML_ANSWERS, "device": "cuda-train-cpu-run"})
+    azureml = project.module("slm.train.azureml")
+    monkeypatch.chdir(project.path)
+    monkeypatch.setenv("BASE_MODEL_REGISTRY", REGISTRY_URI)
+    config = json.loads(azureml.job_config(azureml.Project.load()).read_text())
+    rendered = project.read_json("fine-tuning/olive-config.json")
+    assert config["passes"]["builder"] == rendered["passes"]["builder"][0]
+    assert not set(azureml.EXPORT_SEARCH_KEYS) & set(config) and set(azureml.EXPORT_SEARCH_KEYS) <= set(rendered)
+    project.check_config(config)
 
 
 @pytest.mark.stack

@@ -50,6 +50,8 @@ COMMON_FILES = {
     "slm/train/footprint.py",
     "slm/train/checkpoints.py",
     "slm/train/early_stopping.py",
+    "slm/train/training_meter.py",
+    "tests/test_training_meter.py",
     "fine-tuning/report.py",
     "slm/progress.py",
     "slm/bench/bandwidth.py",
@@ -111,8 +113,15 @@ COMBINATIONS = [
     pytest.param({}, id="default"),
     pytest.param({"finetune_method": "qlora", "precision": "fp32", "__olive_telemetry": "yes"}, id="qlora"),
     pytest.param({"base_model": "microsoft/Phi-3.5-mini-instruct", "device": "cuda", "precision": "fp16"}, id="cuda"),
+    # the Azure ML job trains on its GPU and brings back a model for CPU: the split device rides on this bake
     pytest.param(
-        {"base_model": "microsoft/Phi-4-mini-instruct", "finetune_method": "qlora", **AZUREML_ANSWERS}, id="azureml"
+        {
+            "base_model": "microsoft/Phi-4-mini-instruct",
+            "finetune_method": "qlora",
+            **AZUREML_ANSWERS,
+            "device": "cuda-train-cpu-run",
+        },
+        id="azureml-cuda-train-cpu-run",
     ),
     pytest.param({"base_model": DEMO_MODEL, "data_format": "messages", "export": "adapter"}, id="messages-adapter"),
     pytest.param({"base_model": "microsoft/Phi-3-mini-128k-instruct", "local_model_path": "PHI3"}, id="local-model"),
@@ -341,15 +350,19 @@ def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
     assert args["load_best_model_at_end"] and args["metric_for_best_model"] == "eval_loss"
     # the memory settings (docs/measurements.md, "Full size"): the 3.8 B Phi rows train in bfloat16 with gradient
     # checkpointing on CPU too; SmolLM2 keeps float32 (its weights byte for byte) and trains faster without
-    phi_or_gpu = model["architecture"] == "Phi3ForCausalLM" or context["device"] == "cuda"
+    training_device, target_device = template_logic.DEVICES[context["device"]]
+    phi_or_gpu = model["architecture"] == "Phi3ForCausalLM" or training_device == "cuda"
     assert finetune["config"]["torch_dtype"] == ("bfloat16" if phi_or_gpu else "float32")
     assert args["gradient_checkpointing"] is phi_or_gpu
     assert args["save_steps"] == args["eval_steps"] < 1 and args["train_sampling_strategy"] == "sequential"
     assert pre_process["max_seq_len"] == int(training["max_seq_len"])
     assert pre_process["answer_only"] is True and pre_process["data_format"] == context["data_format"]
     assert {builder["config"]["precision"] for builder in builders(config)} == {context["precision"]}
-    provider = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[context["device"]]
-    assert config["systems"]["local_system"]["accelerators"][0]["execution_providers"] == [provider]
+    # Olive's target (where the model runs) gives ModelBuilder its execution provider; its host is where training runs
+    provider = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[target_device]
+    assert config["systems"][config["target"]]["accelerators"][0]["execution_providers"] == [provider]
+    host_accelerator = config["systems"][config["host"]]["accelerators"][0]["device"]
+    assert host_accelerator == {"cpu": "cpu", "cuda": "gpu"}[training_device]
     assert config["input_model"]["type"] == "HfModel"
     expected_model = context["local_model_path"] or "model-cache/" + context["base_model"].split("/")[1]
     assert config["input_model"]["model_path"] == expected_model
@@ -362,7 +375,8 @@ def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
     ):
         assert not path.startswith("/") and ".." not in path, path
     requirements = (project.path / "setup/requirements.txt").read_text()
-    assert ("onnxruntime-genai-cuda==" in requirements) == (context["device"] == "cuda")
+    assert ("onnxruntime-genai-cuda==" in requirements) == (target_device == "cuda")
+    assert ("onnxruntime-genai==" in requirements) == (target_device == "cpu")
 
 
 CONFIG = "fine-tuning/olive-config.json"
@@ -382,11 +396,12 @@ EXPORT_SEARCH_CASES = [
     ({"__export_search": "no"}, False),
     ({"precision": "fp32"}, False),
     ({"device": "cuda"}, False),
+    ({"device": "cuda-train-cpu-run"}, True),
 ]
 
 
 @pytest.mark.parametrize(("answers", "searched"), EXPORT_SEARCH_CASES)
-def test_the_export_search_is_rendered_for_int4_on_cpu_only(bake, answers, searched):
+def test_the_export_search_is_rendered_for_int4_that_runs_on_cpu_only(bake, answers, searched):
     import template_logic
 
     config = bake(base_model=DEMO_MODEL, **answers).read_json("fine-tuning/olive-config.json")
@@ -409,6 +424,38 @@ def test_the_export_search_is_rendered_for_int4_on_cpu_only(bake, answers, searc
     ranked = sorted((s["priority"], s["name"]) for s in evaluator["metrics"][0]["sub_types"] if s["priority"] > 0)
     assert ranked == [(1, "selection"), (2, "tokens_per_second")]
     assert config["search_strategy"]["sampler"] == "sequential"
+
+
+def test_a_model_trained_on_a_gpu_for_cpu_trains_as_cuda_and_exports_as_cpu():
+    """device=cuda-train-cpu-run: the LoRA pass is cuda's (bfloat16, QLoRA computing in bfloat16, gradient
+    checkpointing), the export cpu's (the int4 recipes for the CPU execution provider, and their search); Olive's
+    host is the GPU, its target the CPU; the pip list is cpu's (the CPU runtime builds, scores and runs the model)."""
+    import template_logic
+
+    def rendered(device):
+        answers = {**DEFAULTS, "base_model": DEMO_MODEL, "finetune_method": "qlora", "device": device}
+        return template_logic.olive_config(answers), template_logic.project_runtime(answers)
+
+    (split, split_runtime), (gpu, _), (cpu, cpu_runtime) = map(rendered, ("cuda-train-cpu-run", "cuda", "cpu"))
+    finetune = split["passes"]["finetune"]
+    assert finetune == gpu["passes"]["finetune"] != cpu["passes"]["finetune"]
+    trained_with = (finetune["config"]["torch_dtype"], finetune["config"]["compute_dtype"])
+    assert trained_with == ("bfloat16", "bfloat16") and finetune["config"]["training_args"]["gradient_checkpointing"]
+    recipes = split["passes"]["builder"]
+    assert recipes == cpu["passes"]["builder"] != gpu["passes"]["builder"]
+    assert len(recipes) == len(template_logic.CPU_INT4_ALSO) + 1
+    search = ("evaluators", "evaluator", "search_strategy", "evaluate_input_model")
+    assert {key: split[key] for key in search} == {key: cpu[key] for key in search}
+    assert not set(search) & set(gpu)
+    assert split["systems"] == {
+        "local_gpu": gpu["systems"]["local_system"],
+        "local_cpu": cpu["systems"]["local_system"],
+    }
+    assert (split["host"], split["target"]) == ("local_gpu", "local_cpu")
+    assert split_runtime == cpu_runtime == "cpu"
+    assert set(template_logic.DEVICES) == set(CONTEXT["device"])  # the table and the question's choices
+    with pytest.raises(template_logic.AnswerError, match="device 'tpu' is not one of"):  # a replay file's
+        template_logic.resolve({**DEFAULTS, "device": "tpu"})
 
 
 @pytest.mark.parametrize("base_model", CONTEXT["base_model"])
@@ -603,9 +650,11 @@ ALL_COMBINATIONS = list(
 @pytest.mark.stack
 @pytest.mark.parametrize(("base_model", "method", "device", "precision"), ALL_COMBINATIONS)
 def test_every_combination_renders_a_config_olive_accepts_or_is_refused(cookies, base_model, method, device, precision):
+    import template_logic
+
     answers = {"base_model": base_model, "finetune_method": method, "device": device, "precision": precision}
     result = cookies.bake(extra_context={**OFFLINE, **answers})
-    if (device, precision) == ("cpu", "fp16"):  # measured: Olive would silently produce no model
+    if (template_logic.DEVICES[device][1], precision) == ("cpu", "fp16"):  # measured: Olive would produce no model
         assert result.exception is not None
         return
     assert result.exception is None, result.exception

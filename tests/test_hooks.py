@@ -38,6 +38,9 @@ BAD_ANSWERS = [
     pytest.param({"text_template": "{phrase} {tone"}, "text_template is not a valid template", id="template-brace"),
     pytest.param({"text_template": "{a{b}} {tone}"}, "text_template", id="template-nested-braces"),
     pytest.param({"device": "cpu", "precision": "fp16"}, "precision=fp16 needs device=cuda", id="fp16-cpu"),
+    pytest.param(
+        {"device": "cuda-train-cpu-run", "precision": "fp16"}, "precision=fp16 needs device=cuda", id="fp16-runs-on-cpu"
+    ),
     pytest.param({"local_model_path": "relative/model"}, "must be an absolute path", id="local-relative"),
     pytest.param({"local_model_path": "/nonexistent/model"}, "has no config.json", id="local-missing"),
 ]

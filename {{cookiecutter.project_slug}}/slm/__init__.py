@@ -6,7 +6,7 @@ module (tests/test_project.py keeps it so). Every module, by folder and job:
 
 Shared (imports nothing from the folders below)
 - errors:            UserError, and `cli` which prints it as one `ERROR:` line with an exit code
-- project:           the only reader of fine-tuning/olive-config.json (paths, task, device, data format),
+- project:           the only reader of fine-tuning/olive-config.json (paths, task, devices, data format),
                      and of Olive's footprint of the models on the way to the ONNX model
 - data:              reading and checking rows, in both data formats (prepare, eval, benchmark)
 - prompts:           prompts built exactly as in training; label tables; the one-line answer rule
@@ -32,6 +32,8 @@ train: your data and fine-tuning
 - train.checkpoints:    the Trainer's checkpoint folder, resumed from only by the run that wrote it
 - train.early_stopping: training ends after N evaluations without a lower validation loss (a Trainer
                         callback Olive's config cannot pass)
+- train.training_meter: asked by SLM_TRAINING_METER, each training step's seconds and tokens and the peak GPU
+                        memory, measured inside `olive run` (the template's scripts/gpu_check.py)
 - train.check_config:   the strict check of the Olive config (fine-tuning/check_config.py)
 - train.report:         the loss curve and summary line of a training run, and the export table
                         (fine-tuning/report.py)

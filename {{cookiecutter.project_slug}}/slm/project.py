@@ -1,7 +1,7 @@
 """The project as fine-tuning/olive-config.json describes it: the only reader of that file.
 
 Training and inference read the same facts from here (the text template and so the columns,
-the data format, the base model folder, the output folder, the device), so editing the
+the data format, the base model folder, the output folder, the devices), so editing the
 config changes both together.
 """
 
@@ -204,11 +204,21 @@ class Project:
         beside = Path(model_dir or self.output_dir) / ADAPTER_FILE
         return beside if beside.is_file() else None
 
+    def _system_device(self, role: str) -> str:
+        """cpu or cuda: the accelerator of Olive's `host` or `target` system."""
+        system = self.config["systems"][self.config.get(role, "local_system")]
+        return "cuda" if system["accelerators"][0]["device"] == "gpu" else "cpu"
+
     @property
     def device(self) -> str:
-        """cpu or cuda: the accelerator the config targets, so inference defaults to where training ran."""
-        system = self.config["systems"][self.config.get("target", "local_system")]
-        return "cuda" if system["accelerators"][0]["device"] == "gpu" else "cpu"
+        """cpu or cuda: where the exported model runs (Olive's `target`), so inference and the export search's
+        fp32 reference default to it."""
+        return self._system_device("target")
+
+    @property
+    def training_device(self) -> str:
+        """cpu or cuda: where `olive run` trains (Olive's `host`); a GPU-trained model may run on CPU."""
+        return self._system_device("host")
 
     @cached_property
     def task(self) -> ChatTask | ColumnsTask:

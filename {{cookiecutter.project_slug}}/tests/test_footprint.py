@@ -31,8 +31,8 @@ def phi_project(tmp_path, monkeypatch):
         config = json.loads(OLIVE_CONFIG.read_text(encoding="utf-8"))
         config["input_model"]["model_path"] = f"model-cache/{name}"
         config["data_configs"][0]["pre_process_data_config"].pop("data_version", None)
-        system = config["systems"][config.get("target", "local_system")]
-        system["accelerators"][0]["device"] = "cpu"
+        for role in ("host", "target"):
+            config["systems"][config.get(role, "local_system")]["accelerators"][0]["device"] = "cpu"
         (tmp_path / "fine-tuning").mkdir(exist_ok=True)
         (tmp_path / OLIVE_CONFIG).write_text(json.dumps(config), encoding="utf-8")
         model = tmp_path / "model-cache" / name
@@ -83,6 +83,17 @@ def test_the_guard_refuses_a_run_over_the_machines_memory_in_one_line(phi_projec
     assert len(message.splitlines()) == 1
     assert "more than this machine's 8.0 GiB" in message and footprint.MEMORY_OVERRIDE in message
     assert footprint.check_fits(phi_project(layers=4, name="small-phi"), memory_gib=8) is not None
+
+
+def test_a_model_trained_on_a_gpu_gets_no_cpu_forecast_wherever_it_runs(phi_project):
+    """device cuda-train-cpu-run: Olive's host is the GPU, its target the CPU; the CPU figures are not its run's."""
+    config = phi_project().config
+    gpu = {"type": "LocalSystem", "accelerators": [{"device": "gpu", "execution_providers": ["CUDAExecutionProvider"]}]}
+    cpu = {"type": "LocalSystem", "accelerators": [{"device": "cpu", "execution_providers": ["CPUExecutionProvider"]}]}
+    config |= {"systems": {"local_gpu": gpu, "local_cpu": cpu}, "host": "local_gpu", "target": "local_cpu"}
+    project = Project(config)
+    assert (project.training_device, project.device) == ("cuda", "cpu")
+    assert footprint.check_fits(project, memory_gib=16) is None
 
 
 def only_error_line(capsys):

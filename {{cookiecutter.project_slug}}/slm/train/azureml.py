@@ -230,12 +230,30 @@ def load_hf_token():
         print(f"WARNING: no Hugging Face token from key vault secret {secret_name!r} ({error}); continuing without")
 
 
+# the export search's keys (rendered for an int4 model that runs on CPU: device cuda-train-cpu-run in a job)
+EXPORT_SEARCH_KEYS = ("evaluators", "evaluator", "search_strategy", "evaluate_input_model")
+
+
+def without_export_search(config):
+    """The config building each pass's first recipe alone (as `__export_search=no` renders it): the search scores
+    the candidates against the fine-tune merged into the base model's folder, which a registry model, fetched by
+    Olive inside the job, does not have."""
+    searched = [name for name, entry in config["passes"].items() if isinstance(entry, list)]
+    for name in searched:
+        config["passes"][name] = config["passes"][name][0]
+    for key in EXPORT_SEARCH_KEYS:
+        config.pop(key, None)
+    if searched:
+        print(f"export search off for a registry model: passes {searched} build their first recipe alone", flush=True)
+    return config
+
+
 def job_config(project):
     """The config the job runs: the project's own, or a copy that trains the registry model named at submit time."""
     uri = os.environ.get("BASE_MODEL_REGISTRY")
     if not uri:
         return project.config_path
-    config = copy.deepcopy(project.config)  # the project's own config stays as it is
+    config = without_export_search(copy.deepcopy(project.config))  # the project's own config stays as it is
     config["input_model"]["model_path"] = registry_model(uri)
     JOB_CONFIG.parent.mkdir(parents=True, exist_ok=True)
     JOB_CONFIG.write_text(json.dumps(config, indent=2), encoding="utf-8")

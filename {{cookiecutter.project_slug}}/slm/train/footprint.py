@@ -139,15 +139,20 @@ def machine_memory_gib() -> float | None:
     return psutil.virtual_memory().total / GIB
 
 
+# training on a GPU, whether the model runs there or on CPU (the template's device answers)
+ON_A_GPU = "a GPU (device cuda, or cuda-train-cpu-run for a model that runs on CPU)"
+
+
 def what_would_fit(stage: str) -> str:
     if stage == "training":
-        return "QLoRA (finetune_method qlora: a 4-bit base), a GPU (device cuda), or a machine with more memory"
-    return "a GPU (device cuda) or a machine with more memory"
+        return f"QLoRA (finetune_method qlora: a 4-bit base), {ON_A_GPU}, or a machine with more memory"
+    return f"{ON_A_GPU} or a machine with more memory"
 
 
 def check_fits(project, memory_gib: float | None = None) -> Forecast | None:
-    """The forecast, after refusing (UserError) a CPU run whose forecast peak is more than this machine's memory."""
-    if project.device != "cpu":
+    """The forecast, after refusing (UserError) a CPU run whose forecast peak is more than this machine's memory.
+    None for a run that trains on a GPU (its model may still run on CPU): the figures are of CPU runs."""
+    if project.training_device != "cpu":
         return None
     expected = forecast(project)
     memory_gib = memory_gib or machine_memory_gib()

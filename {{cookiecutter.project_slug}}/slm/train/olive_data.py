@@ -50,6 +50,7 @@ from slm.prompts import ChatTask, ColumnsTask, common_prefix
 from slm.train.checkpoints import check_project_at_start, guard_checkpoints
 from slm.train.early_stopping import stop_early_after
 from slm.train.schedule import Schedule, row_order
+from slm.train.training_meter import meter_training_when_asked
 
 IGNORE_INDEX = -100  # olive.data.constants.IGNORE_INDEX, the label PyTorch's loss skips
 
@@ -81,6 +82,8 @@ quiet_trainer_bar_in_logs(_training_args())
 release_memory_after_each_step()
 # ModelBuilder quantizes one weight at a time: a full-size Phi export fits 16 GB (slm/export/int4_by_tensor.py)
 use_for_modelbuilder()
+# SLM_TRAINING_METER=FILE.json: each step's seconds and tokens and the peak GPU memory, measured in this process
+meter_training_when_asked()
 # training_args.log_level "info" shows the Trainer's plan, its evaluations and the checkpoint it keeps;
 # without this, every checkpoint save also prints the base model's whole config.json
 logging.getLogger("transformers.configuration_utils").setLevel(logging.WARNING)
