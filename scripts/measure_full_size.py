@@ -59,6 +59,10 @@ def render(args, model_dir: Path) -> Path:
 
     project = args.work / "project"
     shutil.rmtree(project, ignore_errors=True)
+    # caches that tools leave in the template (bytecode, ruff's) would be rendered as text and fail
+    for name in ("__pycache__", ".ruff_cache", ".pytest_cache"):
+        for cache in (args.template / "{{cookiecutter.project_slug}}").rglob(name):
+            shutil.rmtree(cache, ignore_errors=True)
     answers = {
         "project_slug": "project",
         "base_model": args.model,

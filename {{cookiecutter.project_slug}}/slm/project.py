@@ -281,6 +281,17 @@ def merged_model_dir(onnx_dir: str | Path) -> Path:
     )
 
 
+def merged_model_on_disk(onnx_dir: str | Path, given: str | Path | None = None) -> Path:
+    """The merged fine-tuned PyTorch model (`given`, else the one Olive recorded), refused unless it is there."""
+    merged = Path(given) if given else merged_model_dir(onnx_dir)
+    if not (merged / "config.json").is_file():
+        raise UserError(
+            f"no merged PyTorch model in {merged.as_posix()} (was gen-model/olive-cache/ deleted?): "
+            f"re-run `{OLIVE_RUN}`, or pass --merged-model DIR"
+        )
+    return merged
+
+
 def trained_adapter_dir(onnx_dir: str | Path) -> tuple[Path, Path]:
     """An adapter export's base model and LoRA adapter folder (the LoRA pass's output), for PyTorch."""
     trained = footprint_model(onnx_dir, {"lora", "qlora"})

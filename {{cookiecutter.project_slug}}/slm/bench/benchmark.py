@@ -41,7 +41,7 @@ from slm.bench.measure import CHILD_ENGINES, ChildSettings, measure, run_child
 from slm.data import load_rows
 from slm.errors import UserError, cli
 from slm.export import search_report
-from slm.project import Project, merged_model_dir, trained_adapter_dir
+from slm.project import Project, merged_model_on_disk, trained_adapter_dir
 
 RESULTS = Path("gen-model/benchmark.json")
 CHART = Path("gen-model/benchmark.png")
@@ -181,11 +181,7 @@ def main(argv=None):
     rerun = f"re-run `{project.olive_run}`, or pass --merged-model DIR"
     lora_dir = None
     if args.merged_model or not adapter:
-        merged_dir = args.merged_model or merged_model_dir(onnx_dir)
-        if not (merged_dir / "config.json").is_file():
-            raise UserError(
-                f"no merged PyTorch model in {merged_dir.as_posix()} (was gen-model/olive-cache/ deleted?): {rerun}"
-            )
+        merged_dir = merged_model_on_disk(onnx_dir, args.merged_model)
     else:
         merged_dir, lora_dir = trained_adapter_dir(onnx_dir)
         if not (merged_dir / "config.json").is_file():

@@ -18,7 +18,7 @@ from slm.engines import load_tokenizer
 from slm.errors import UserError, cli
 from slm.export.prompt_templates import go_template, jinja_chat_template, stop_tokens
 from slm.metrics import label_set
-from slm.project import OLIVE_RUN, Project, merged_model_dir
+from slm.project import Project, merged_model_on_disk
 
 GGUF_DIR = Path("gen-model/gguf")
 DEFAULT_QUANT = "Q4_K_M"
@@ -33,13 +33,7 @@ def merged_source(project: Project, onnx_dir: Path, merged_model: Path | None) -
             "a merged model: pass --merged-model DIR (the base model with the LoRA adapter merged in), or render "
             "the project with export=merged and run `olive run`"
         )
-    merged = Path(merged_model) if merged_model else merged_model_dir(onnx_dir)
-    if not (merged / "config.json").is_file():
-        raise UserError(
-            f"no merged Hugging Face model in {merged.as_posix()} (was gen-model/olive-cache/ deleted?): "
-            f"re-run `{OLIVE_RUN}`, or pass --merged-model DIR"
-        )
-    return merged
+    return merged_model_on_disk(onnx_dir, merged_model)
 
 
 def check_quant(quant: str) -> str:
