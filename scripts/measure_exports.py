@@ -39,14 +39,21 @@ model, found = FoundryLocalManager.instance.catalog.get_model(job["name"]), "lis
 if model is None:  # offline the public catalog lists nothing, cached folders included: register the folder itself
     from foundry_local_sdk.catalog import CatalogType
     from foundry_local_sdk.model_info import ModelInfoBuilder
-    local = FoundryLocalManager.instance.get_catalog(CatalogType.LOCAL)
+    from foundry_local_sdk.exception import FoundryLocalException
+    local, model_id = FoundryLocalManager.instance.get_catalog(CatalogType.LOCAL), job["name"] + ":1"
+    try:  # a registration outlives its process (in the cache folder's foundry.local.modelinfo.json): renew it
+        local.unregister_model(model_id)
+    except FoundryLocalException:
+        pass
     task = ModelInfoBuilder().set_string_property("task", "chat-completion")
-    model, found = local.register_model(job["folder"], job["name"] + ":1", task), "registered in the local catalog"
+    model, found = local.register_model(job["folder"], model_id, task), "registered in the local catalog"
 model.load()
 client = model.get_chat_client()
 client.settings.temperature, client.settings.max_tokens = 0.0, job["max_tokens"]
 answers = [client.complete_chat(messages).choices[0].message.content or "" for messages in job["requests"]]
 model.unload()
+if found.startswith("registered"):
+    local.unregister_model(model_id)
 print(json.dumps({"answers": answers, "found": found}))
 """
 
