@@ -12,7 +12,9 @@ PROJECT is a rendered project with export=merged after `olive run`. For every ru
   The prompts are also compared with infer.py's (`prompts differing` must be 0).
 - Foundry Local (with --foundry-python, the python of an environment with `foundry-local-sdk`: it pins its own
   onnxruntime-genai): `python inferences/export_foundry.py`, then every row sent through the SDK's chat client
-  (temperature 0) to the model loaded from gen-model/foundry/.
+  (temperature 0) to the model loaded from gen-model/foundry/: found in the catalog from that cache folder, or,
+  where the SDK cannot reach its catalog service (offline it lists no model, cached ones included), the folder
+  registered in its local catalog (the table says which).
 Target: within 1 point of the ONNX score (accuracy) or 0.02 (token F1). Needs llama-cpp-python and
 sentencepiece in this environment (`pip install llama-cpp-python==0.3.36 sentencepiece==0.2.3`).
 """
@@ -33,15 +35,26 @@ import json, sys
 from foundry_local_sdk import Configuration, FoundryLocalManager
 job = json.load(sys.stdin)
 FoundryLocalManager.initialize(Configuration(app_name="measure-exports", model_cache_dir=job["cache_dir"]))
-model = FoundryLocalManager.instance.catalog.get_model(job["name"])
-if model is None:
-    sys.exit("Foundry Local does not list " + job["name"] + " in " + job["cache_dir"])
+model, found = FoundryLocalManager.instance.catalog.get_model(job["name"]), "listed from the cache folder"
+if model is None:  # offline the public catalog lists nothing, cached folders included: register the folder itself
+    from foundry_local_sdk.catalog import CatalogType
+    from foundry_local_sdk.model_info import ModelInfoBuilder
+    from foundry_local_sdk.exception import FoundryLocalException
+    local, model_id = FoundryLocalManager.instance.get_catalog(CatalogType.LOCAL), job["name"] + ":1"
+    try:  # a registration outlives its process (in the cache folder's foundry.local.modelinfo.json): renew it
+        local.unregister_model(model_id)
+    except FoundryLocalException:
+        pass
+    task = ModelInfoBuilder().set_string_property("task", "chat-completion")
+    model, found = local.register_model(job["folder"], model_id, task), "registered in the local catalog"
 model.load()
 client = model.get_chat_client()
 client.settings.temperature, client.settings.max_tokens = 0.0, job["max_tokens"]
 answers = [client.complete_chat(messages).choices[0].message.content or "" for messages in job["requests"]]
 model.unload()
-print(json.dumps(answers))
+if found.startswith("registered"):
+    local.unregister_model(model_id)
+print(json.dumps({"answers": answers, "found": found}))
 """
 
 
@@ -107,13 +120,15 @@ def foundry_answers(project, name, foundry_python, rows, task, max_new_tokens, e
     else:
         requests = [task.input_of(row) for row in rows]
     cache = str(project / "gen-model/foundry")
-    job = {"cache_dir": cache, "name": name, "requests": requests, "max_tokens": max_new_tokens}
+    folder = str(project / "gen-model/foundry" / name)
+    job = {"cache_dir": cache, "folder": folder, "name": name, "requests": requests, "max_tokens": max_new_tokens}
     child = subprocess.run(
         [foundry_python, "-c", FOUNDRY_CHILD], input=json.dumps(job), cwd=project, capture_output=True, text=True
     )
     if child.returncode != 0:
-        sys.exit(f"ERROR: the Foundry Local run failed:\n{child.stderr[-3000:]}")
-    return json.loads(child.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"the Foundry Local run failed:\n{child.stderr[-3000:]}")
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    return result["answers"], result["found"]
 
 
 def main():
@@ -131,7 +146,9 @@ def main():
     from slm.metrics import score
     from slm.project import Project
 
-    env = {**os.environ, "PYTHONPATH": str(project), "OLIVE_DISABLE_TELEMETRY": "1"}
+    # the project first, then what the caller put on PYTHONPATH (e.g. a folder with llama-cpp-python for the quantizer)
+    python_path = os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": python_path, "OLIVE_DISABLE_TELEMETRY": "1"}
     os.chdir(project)
     config = Project.load()
     task, rows = config.task, load_rows(config.eval_file, config.task)
@@ -144,7 +161,7 @@ def main():
     def scored(answers):
         return score([answer_line(a) if one_line else a.strip() for a in answers], references)[1]
 
-    table = []
+    table, failures = [], []
     for number in range(1, args.runs + 1):
         name, onnx = onnx_score(project, env)
         table.append((number, "ONNX (infer.py --eval)", onnx, "-"))
@@ -156,13 +173,22 @@ def main():
             differing = sum(p != t for p, t in zip(prompts, trained, strict=True))
             table.append((number, f"GGUF {quant} (llama-cpp-python, Modelfile)", scored(answers), differing))
         if args.foundry_python:
-            answers = foundry_answers(project, config.name, args.foundry_python, rows, task, max_new_tokens, env)
-            table.append((number, "Foundry Local folder (SDK)", scored(answers), "-"))
+            try:
+                answers, found = foundry_answers(
+                    project, config.name, args.foundry_python, rows, task, max_new_tokens, env
+                )
+                table.append((number, f"Foundry Local folder (SDK; {found})", scored(answers), "-"))
+            except RuntimeError as error:  # the other artefacts' scores are still printed
+                failures.append(str(error))
+                table.append((number, "Foundry Local folder (SDK): failed, below", float("nan"), "-"))
     print(f"{len(rows)} held-out rows of {config.eval_file.as_posix()}, {name}")
-    print(f"{'run':>3}  {'artefact':<46}{name:>10}  prompts differing")
+    print(f"{'run':>3}  {'artefact':<62}{name:>10}  prompts differing")
     for number, artefact, value, differing in table:
-        print(f"{number:>3}  {artefact:<46}{value:>10.3f}  {differing}")
+        print(f"{number:>3}  {artefact:<62}{value:>10.3f}  {differing}")
+    for failure in failures:
+        print(f"ERROR: {failure}")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -21,8 +21,9 @@ from slm.errors import UserError
 ROLES = ("system", "user", "assistant")
 
 
-class InvalidJson(str):
-    """A JSON Lines line that does not parse: reported with the other problems of its file."""
+class Unreadable(str):
+    """A record that is not a row: a JSON Lines line that does not parse, a CSV or TSV row with another number of
+    fields than its header. Reported with the other problems of its file."""
 
 
 # how many problems one error shows before summing up the rest
@@ -41,12 +42,25 @@ def read_records(path):
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         # a quoted CSV field may hold newlines: the csv module reads the text as one stream. TSV files quote
-        # nothing (a tab separates, a quote is text), as the tab-separated data sets of this field are written
+        # nothing (a tab separates, a quote is text), as the tab-separated data sets of this field are written.
+        # strict: a quote that opens a field and is never closed, or is closed and followed by more text, is an
+        # error, not a field that silently swallows the rows after it
         dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
-        reader = csv.DictReader(io.StringIO(text, newline=""), **dialect)
+        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True, **dialect)
         if not reader.fieldnames:
             raise UserError(f"{path.as_posix()}: empty {suffix[1:].upper()}, expected a header row")
-        return [(f"row {number}", row) for number, row in enumerate(reader, start=1)]
+        records, row_start = [], reader.line_num + 1
+        try:
+            for row in reader:
+                records.append((f"row {len(records) + 1}", _fields_problem(row, reader.fieldnames, suffix) or row))
+                row_start = reader.line_num + 1
+        except csv.Error as error:
+            raise UserError(
+                f"{path.as_posix()}: row {len(records) + 1} (file lines {row_start}-{reader.reader.line_num}): "
+                f"{error}: a double quote opens a field there and nothing closes it before other text; close it, "
+                'or write a quote inside a quoted field as two ("")'
+            ) from None
+        return records
     if suffix in (".jsonl", ".ndjson"):
         records = []
         for number, line in enumerate(text.splitlines(), start=1):
@@ -54,7 +68,7 @@ def read_records(path):
                 try:
                     records.append((f"line {number}", json.loads(line)))
                 except json.JSONDecodeError as error:
-                    records.append((f"line {number}", InvalidJson(f"not valid JSON ({error.msg})")))
+                    records.append((f"line {number}", Unreadable(f"not valid JSON ({error.msg})")))
         return records
     if suffix == ".json":
         try:
@@ -65,6 +79,19 @@ def read_records(path):
             raise UserError(f"{path.as_posix()}: expected a JSON array of objects (a table), got {type(rows).__name__}")
         return [(f"row {number}", row) for number, row in enumerate(rows, start=1)]
     raise UserError(f"{path.as_posix()}: unknown format {suffix!r}; use .csv, .tsv, .json (array) or .jsonl")
+
+
+def _fields_problem(row, header, suffix):
+    """A CSV or TSV row with more fields than its header (DictReader keeps the extra ones under None) or fewer
+    (their values None), as a problem to report; None if it fits."""
+    count = len(header) + len(row.get(None, [])) - sum(row[column] is None for column in header)
+    if count == len(header):
+        return None
+    found = f"{count} field{'s' if count != 1 else ''} where the header has {len(header)}"
+    if count > len(header):
+        separator = "a tab" if suffix == ".tsv" else 'a comma: put that field in double quotes ("like, this")'
+        return Unreadable(f"{found}: a field holds {separator}")
+    return Unreadable(f"{found}: add the missing fields (an empty one is still written: a,,c)")
 
 
 def _raise_if(problems):
@@ -125,7 +152,7 @@ def check_rows(path, records, task):
     problems = []
     for place, row in records:
         where = f"{Path(path).as_posix()}: {place}"
-        if isinstance(row, InvalidJson):
+        if isinstance(row, Unreadable):
             problems.append(f"{where}: {row}")
         elif task.data_format == "messages":
             problems += messages_problems(where, row, task.message_col)

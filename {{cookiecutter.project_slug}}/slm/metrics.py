@@ -11,14 +11,15 @@ MAX_LABELS = 20
 MAX_LABEL_WORDS = 3
 
 
+def short_answer(answer):
+    """Whether an answer is short enough to be a label."""
+    return len(answer.split()) <= MAX_LABEL_WORDS and "\n" not in answer
+
+
 def label_set(references):
     """The sorted distinct answers when they form a small label set (each seen twice or more), else None."""
     counts = Counter(reference.strip() for reference in references)
-    small = (
-        0 < len(counts) <= MAX_LABELS
-        and all(len(label.split()) <= MAX_LABEL_WORDS and "\n" not in label for label in counts)
-        and min(counts.values()) >= 2
-    )
+    small = 0 < len(counts) <= MAX_LABELS and all(map(short_answer, counts)) and min(counts.values()) >= 2
     return sorted(counts) if small else None
 
 

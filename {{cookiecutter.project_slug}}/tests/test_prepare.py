@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 import slm.train.prepare
-from slm.data import load_rows
+from slm.data import check_rows, load_rows, read_records
+from slm.errors import UserError
 from slm.project import OLIVE_CONFIG, Project
+from slm.prompts import ColumnsTask
 from slm.train.data_report import input_key, smallest_file
 from slm.train.prepare import main
 
@@ -99,6 +101,17 @@ def test_identical_inputs_land_in_one_split(project, capsys, options):
     assert not keys["eval"] & (keys["train"] | keys["validation"]) and not keys["validation"] & keys["train"]
 
 
+def test_an_input_that_differs_only_in_its_spacing_is_the_same_input(project, capsys):
+    rows = labelled(project, {"joy": 12, "fear": 12})
+    rows.append(row(project, " JOY  sentence\tnumber 3\n", "joy"))  # row 25: row 4 with other spaces
+    _, _, _, report, _ = prepared(project, rows, capsys=capsys)
+    assert report["duplicates_removed"] == [[25, 4]]
+    _, _, _, report, splits = prepared(project, rows, "--keep-duplicates", capsys=capsys)
+    key = input_key(rows[3], project.task)
+    where = [name for name in SPLITS for r in splits[name] if input_key(r, project.task) == key]
+    assert len(where) == 2 and len(set(where)) == 1, where  # never one copy trained on and the other held out
+
+
 def test_labels_are_split_stratified_and_rare_ones_named(project, capsys):
     sizes = {"joy": 40, "fear": 20, "surprise": 10, "anger": 4, "calm": 3}
     rows = labelled(project, sizes)
@@ -124,6 +137,9 @@ def test_an_answer_seen_once_is_named_and_free_text_gets_no_labels(project, caps
     free = [row(project, f"question {i}", f"a long answer number {i} in words") for i in range(20)]
     _, out, _, report, _ = prepared(project, free, capsys=capsys)
     assert report["labels"] is None and "answers: free text" in out
+    topics = labelled(project, {f"topic{i}": 3 for i in range(21)})  # one label more than a label set holds
+    _, out, _, report, _ = prepared(project, topics, capsys=capsys)
+    assert report["labels"] is None and "answers: 21 distinct short answers, more than the 20 a label set has" in out
 
 
 class CharacterTokenizer:
@@ -175,3 +191,42 @@ def test_the_floor_is_a_batch_to_train_on_and_one_row_for_each_other_split():
     assert smallest_file(0.2, 4) == 6  # 1, 1, 4
     assert smallest_file(0.5, 8) == 17  # 8 (8.5 rounded to even), 1, 8
     assert smallest_file(0.9, 1) == 16  # 14, 1, 1: with fewer, the held-out share leaves no validation row
+
+
+CSV_ROWS = [f"sentence {i},{['joy', 'fear'][i % 2]}" for i in range(1, 9)]
+
+
+def csv_problem(tmp_path, lines, name="mine.csv", prefix=""):
+    """The error check_rows gives for a file of these lines (CRLF ends), or None."""
+    path = tmp_path / name
+    path.write_bytes((prefix + "\r\n".join(lines) + "\r\n").encode("utf-8"))
+    try:
+        rows = check_rows(path, read_records(path), ColumnsTask("", "text", "label"))
+    except UserError as error:
+        return str(error).replace(f"{path.as_posix()}: ", "")
+    assert [r["text"] for r in rows][:2] == ["sentence 1", "sentence 2"] or "quoted" in rows[0]["text"]
+    return None
+
+
+def test_a_csv_row_broken_by_a_stray_comma_or_quote_is_named_by_its_row(tmp_path):
+    def broken(row, text):
+        return ["text,label", *CSV_ROWS[: row - 1], text, *CSV_ROWS[row:]]
+
+    assert csv_problem(tmp_path, ["text,label", *CSV_ROWS], prefix="\ufeff") is None  # a BOM is no fault
+    quoted = ["text,label", '"quoted, over\r\ntwo lines, with ""quotes""",joy', *CSV_ROWS]
+    assert csv_problem(tmp_path, quoted) is None
+    assert csv_problem(tmp_path, broken(3, "sentence 3, and more,joy")) == (
+        'row 3: 3 fields where the header has 2: a field holds a comma: put that field in double quotes ("like, this")'
+    )
+    assert csv_problem(tmp_path, broken(4, "sentence 4")).startswith("row 4: 1 field where the header has 2: add")
+    # a quote never closed: without strict reading, rows 5 to 8 became row 5's text and the file 5 rows long
+    assert csv_problem(tmp_path, broken(5, '"sentence 5,fear')).startswith(
+        "row 5 (file lines 6-9): unexpected end of data: a double quote opens a field there and nothing closes it"
+    )
+    # closed by the next quote in the file, rows later: without strict reading, rows 2 to 6 were one silent row
+    lines = broken(2, '"sentence 2,fear')
+    lines[6] = '"sentence 6",fear'
+    assert csv_problem(tmp_path, lines).startswith("row 2 (file lines 3-7): ',' expected after '\"': a double quote")
+    tsv = ["text\tlabel", *(line.replace(",", "\t") for line in CSV_ROWS)]
+    tsv[2] = "sentence 2\tmore\tfear"
+    assert csv_problem(tmp_path, tsv, "mine.tsv") == "row 2: 3 fields where the header has 2: a field holds a tab"

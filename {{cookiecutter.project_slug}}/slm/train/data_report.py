@@ -1,6 +1,7 @@
 """What prepare.py finds in a data file before anything is trained: repeats, conflicts, labels, lengths, the split.
 
-- A repeat is a row with the same input and the same answer as an earlier one (kept once by default).
+- A repeat is a row with the same input (case and spacing aside) and the same answer as an earlier one (kept
+  once by default).
 - A conflict is one input with different answers: the model is taught both, and a held-out copy is scored
   against one of them.
 - Rows with the same input form one group, and a group goes into one split whole: no held-out input is
@@ -32,11 +33,17 @@ CHARACTERS_PER_TOKEN = 4
 SHOWN_ROWS = 10
 
 
+def _same_text(text):
+    """The text as two copies of one input may differ: case, and spaces (a doubled space, a tab, a line break)."""
+    return " ".join(text.split()).casefold()
+
+
 def input_key(row, task):
-    """What identifies an input: its text, case-folded (for a conversation, every turn but the assistant's)."""
+    """What identifies an input: its text, case and spacing aside (for a conversation, every turn but the
+    assistant's)."""
     if task.data_format == "messages":
-        return json.dumps([m["content"].casefold() for m in row[task.message_col] if m["role"] != "assistant"])
-    return row[task.input_column].casefold()
+        return json.dumps([_same_text(m["content"]) for m in row[task.message_col] if m["role"] != "assistant"])
+    return _same_text(row[task.input_column])
 
 
 def answer_key(row, task):

@@ -30,7 +30,7 @@ from pathlib import Path
 from slm.data import check_rows, read_records, write_together
 from slm.engines import load_tokenizer
 from slm.errors import UserError, cli
-from slm.metrics import label_set
+from slm.metrics import MAX_LABELS, label_set, short_answer
 from slm.project import Project
 from slm.prompts import ColumnsTask
 from slm.train import data_report
@@ -106,6 +106,13 @@ def label_findings(references, numbers, counts, report_name):
     """Summary lines on the labels: their counts per split, the rare ones, answers that keep them from being labels."""
     labels, seen_once = data_report.answer_labels(references)
     if labels is None:
+        distinct = {reference.strip() for reference in references}
+        if not seen_once and len(distinct) > MAX_LABELS and all(map(short_answer, distinct)):
+            return [
+                f"answers: {len(distinct)} distinct short answers, more than the {MAX_LABELS} a label set has, so "
+                "free text (scored by token F1; the split is not stratified, rare labels not named): merge them "
+                f"into {MAX_LABELS} labels or fewer to be scored by accuracy"
+            ]
         if not seen_once:
             return ["answers: free text (scored by token F1; the split is not stratified)"]
         rows = [number for number, reference in zip(numbers, references, strict=True) if reference in seen_once]

