@@ -462,10 +462,16 @@ def test_a_model_trained_on_a_gpu_for_cpu_trains_as_cuda_and_exports_as_cpu():
 def test_the_first_int4_recipe_is_the_model_tables(bake, base_model):
     """The recipe built alone with the search off; the Phi rows avoid the k-quants (minutes per layer, and
     over 20 GB for Phi-4-mini's lm_head: docs/measurements.md)."""
-    recipes = [b["config"]["int4_algo_config"] for b in builders(bake(base_model=base_model).read_json(CONFIG))]
+    configs = [b["config"] for b in builders(bake(base_model=base_model).read_json(CONFIG))]
+    recipes = [config["int4_algo_config"] for config in configs]
     assert recipes[0] == CONTEXT["_models"][base_model]["int4_recipe"]
-    assert recipes[1:] == ["default", "default"]
     assert base_model == DEMO_MODEL or not recipes[0].startswith("k_quant")
+    # the Phi rows also try blocks of 128 (fewer bytes a token at full size), SmolLM2 does not
+    blocks = [config["int4_block_size"] for config in configs]
+    if base_model == DEMO_MODEL:
+        assert recipes[1:] == ["default", "default"] and blocks == [32, 32, 32]
+    else:
+        assert recipes[1:] == ["default", "default", "default"] and blocks == [32, 32, 32, 128]
 
 
 def test_export_search_answer_is_yes_or_no(cookies):

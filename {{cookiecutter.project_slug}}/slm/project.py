@@ -23,8 +23,7 @@ def olive_run_command(config_path: str | Path = OLIVE_CONFIG) -> str:
 
 
 OLIVE_RUN = olive_run_command()
-# the siblings of each training file that hold the held-out rows (scored by infer.py --eval, never
-# trained on) and the validation rows (scored during training to keep the best checkpoint)
+# each training file's siblings: the held-out rows (infer.py --eval; never trained on), the validation rows
 EVAL_FILES = {"train.json": "eval.json", "train.jsonl": "eval.jsonl"}
 VALIDATION_FILES = {"train.json": "validation.json", "train.jsonl": "validation.jsonl"}
 # what prepare.py found in the user's file (repeats, conflicts, labels per split, over-long rows), beside the splits
@@ -32,8 +31,7 @@ DATA_REPORT = "data-report.json"
 # what olive run and infer.py --eval leave for the user to look at: the loss curve, the summary, every answer
 REPORT_DIR = Path("gen-model/report")
 SCHEDULE_KEYS = ("epochs", "min_steps", "step_cap")
-# the training data's key that ends training after that many evaluations without improvement
-# (slm/train/early_stopping.py)
+# the training data's key that ends training after that many evaluations without improvement (train/early_stopping)
 EARLY_STOPPING_KEY = "early_stopping_patience"
 # the file Olive's ExtractAdapters pass writes beside the model (export=adapter)
 ADAPTER_FILE = "adapter_weights.onnx_adapter"
@@ -118,8 +116,7 @@ class Project:
         return self.finetune.get("training_args") or {}
 
     @property
-    def training_dtype(self) -> str:
-        """The torch dtype the fine-tune trains in (the LoRA pass's `torch_dtype`)."""
+    def training_dtype(self) -> str:  # the torch dtype the fine-tune trains in (the LoRA pass's)
         return self.finetune.get("torch_dtype") or "float32"
 
     @property

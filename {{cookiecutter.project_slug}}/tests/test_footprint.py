@@ -52,10 +52,14 @@ def test_the_parameter_count_is_the_published_one():
 
 
 def test_a_model_not_downloaded_yet_gets_its_published_shape(phi_project):
+    project = phi_project(name="Phi-3.5-mini-instruct")
+    (project.base_model_dir / "config.json").unlink()
+    expected = footprint.forecast(project)
+    assert expected.basis == "Phi-3-mini-4k-instruct" and not expected.estimated  # the same published shape
     project = phi_project(name="Phi-4-mini-instruct")
     (project.base_model_dir / "config.json").unlink()
     expected = footprint.forecast(project)
-    assert expected.estimated and expected.basis == "Phi-3-mini-4k-instruct"
+    assert expected.basis == "Phi-4-mini-instruct" and not expected.estimated  # measured at its own full size
 
 
 def test_the_measured_model_gets_its_measured_figures(phi_project):
