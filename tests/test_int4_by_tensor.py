@@ -3,9 +3,10 @@ quantization writes: every initializer byte for byte, every node, for each int4 
 the lm_head quantized in slices (the slice size made small so that the tiny model's lm_head is cut in three);
 also with tied embeddings (Phi-4-mini's), where the embedding reads the quantized lm_head."""
 
-import sys
+from types import SimpleNamespace
 
 import pytest
+from conftest import BakedProject
 
 pytestmark = pytest.mark.stack
 
@@ -81,18 +82,18 @@ def test_one_matmul_at_a_time_writes_the_whole_model_quantization(
 
     model_dir = request.getfixturevalue("tiny_tied_dir" if tied else "tiny_phi3_dir")
 
-    sys.path.insert(0, str(demo_model_dir.parents[1]))  # a baked project's slm package
-    try:
-        from slm.export import int4_by_tensor
-    finally:
-        sys.path.pop(0)
+    # a baked project's slm package (another project's may be loaded already: BakedProject.module replaces it)
+    int4_by_tensor = BakedProject(SimpleNamespace(project_path=demo_model_dir.parents[1])).module(
+        "slm.export.int4_by_tensor"
+    )
+    whole_to_int4 = getattr(Model.to_int4, "__wrapped__", Model.to_int4)  # unpatched, whatever ran before
+    monkeypatch.setattr(Model, "to_int4", whole_to_int4)
     whole = built(model_dir, tmp_path / "whole", RECIPES[recipe])
 
     monkeypatch.setattr(int4_by_tensor, "CHUNK_VALUES", 2**20)  # the tiny lm_head, 64 x 49,152, in three slices
     joined = []
     join = int4_by_tensor._joined
     monkeypatch.setattr(int4_by_tensor, "_joined", lambda pieces: joined.append(len(pieces)) or join(pieces))
-    whole_to_int4 = Model.to_int4
     monkeypatch.setattr(
         Model, "to_int4", lambda self: int4_by_tensor.quantize_one_matmul_at_a_time(self, whole_to_int4)
     )

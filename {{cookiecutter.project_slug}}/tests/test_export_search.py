@@ -51,7 +51,7 @@ def stand_in(project, rows, answer, made):
         for number, row in enumerate(rows)
     }
 
-    def engine(model_dir, device="cpu", lora_dir=None):
+    def engine(model_dir, device="cpu", lora_dir=None, dtype="float32"):
         made.append(lora_dir)
         return StandInEngine(by_prompt.__getitem__, model_dir)
 

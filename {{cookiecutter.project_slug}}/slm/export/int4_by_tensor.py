@@ -39,11 +39,16 @@ def check_genai_version() -> None:
     pin = GENAI_PIN.search(text)
     if pin is None:
         return
-    package, tested = pin.groups()
-    try:
-        installed = metadata.version(package)
-    except metadata.PackageNotFoundError:
-        installed = "(not installed)"
+    tested = pin.group(2)
+    # the CPU and the CUDA build install the same module under two names (a cuda project's pin may be the other's)
+    for package in ("onnxruntime-genai", "onnxruntime-genai-cuda"):
+        try:
+            installed = metadata.version(package)
+            break
+        except metadata.PackageNotFoundError:
+            continue
+    else:
+        return  # no builder to patch: importing it says so
     if installed != tested:
         sys.exit(
             f"ERROR: {package} {installed} is installed, but this project's int4 export "
