@@ -1,11 +1,11 @@
-"""Jinja filters for the template; the logic behind them is template_logic.py.
+"""Jinja filters for the template; the logic behind them is the template_logic package.
 
 - `to_json` / `to_yaml`: render data keeping key order. Jinja's own `tojson` sorts keys (which
   would reorder Olive passes, and Olive runs them in key order) and HTML-escapes `<`, `>` and
   `'` (which garbles chat markers such as `<|user|>`); cookiecutter's `jsonify` sorts keys too.
-- `resolved`: the answers as the project uses them (template_logic.resolve).
-- `olive_config`: the Olive workflow built from the answers (template_logic.olive_config).
-- `number`: a setting as a person writes it (32, not 32.0; template_logic.plain_number).
+- `resolved`: the answers as the project uses them (template_logic.answers.resolve).
+- `olive_config`: the Olive workflow built from the answers (template_logic.workflow.olive_config).
+- `number`: a setting as a person writes it (32, not 32.0; template_logic.answers.plain_number).
 - `pip_requirements`: the pinned pip list for the answers; `pip_requirements(False)` leaves out
   the project's own test tools (for the Azure ML job's image).
 """
@@ -15,7 +15,10 @@ import json
 import yaml
 from jinja2.ext import Extension
 
-import template_logic
+from template_logic.answers import plain_number, resolve
+from template_logic.stack import pip_requirements as pinned_requirements
+from template_logic.stack import project_extras, project_runtime
+from template_logic.workflow import olive_config
 
 
 def to_json(value, indent=2):
@@ -27,8 +30,8 @@ def to_yaml(value):
 
 
 def pip_requirements(cookiecutter, with_tools=True):
-    extras = [extra for extra in template_logic.project_extras(cookiecutter) if with_tools or extra != "tools"]
-    return template_logic.pip_requirements(template_logic.project_runtime(cookiecutter), extras)
+    extras = [extra for extra in project_extras(cookiecutter) if with_tools or extra != "tools"]
+    return pinned_requirements(project_runtime(cookiecutter), extras)
 
 
 class TemplateFilters(Extension):
@@ -37,8 +40,8 @@ class TemplateFilters(Extension):
         environment.filters.update(
             to_json=to_json,
             to_yaml=to_yaml,
-            resolved=template_logic.resolve,
-            olive_config=template_logic.olive_config,
+            resolved=resolve,
+            olive_config=olive_config,
             pip_requirements=pip_requirements,
-            number=template_logic.plain_number,
+            number=plain_number,
         )

@@ -17,7 +17,9 @@ from pathlib import Path
 ANSWERS = json.loads({{cookiecutter | to_json | to_json}})
 sys.path.insert(0, ANSWERS["_repo_dir"])
 
-import template_logic  # noqa: E402
+from template_logic.answers import resolve  # noqa: E402
+from template_logic.stack import unneeded_files  # noqa: E402
+from template_logic.tables import DATA_FILES, SAMPLE_COLUMNS  # noqa: E402
 
 PROJECT = Path.cwd()
 # where setup/install.py puts the project's interpreter
@@ -25,7 +27,7 @@ VENV_PYTHON = Path(".venv/Scripts/python.exe" if os.name == "nt" else ".venv/bin
 
 
 def remove_unneeded_files(answers):
-    for name in template_logic.unneeded_files(answers):
+    for name in unneeded_files(answers):
         path = Path(name)
         if path.is_dir():
             shutil.rmtree(path)
@@ -36,10 +38,10 @@ def remove_unneeded_files(answers):
 def rename_sample_columns(answers):
     """The sample data ships as phrase/tone; give it the column names of the user's template."""
     columns = (answers["input_column"], answers["output_column"])
-    if answers["data_format"] != "columns" or columns == template_logic.SAMPLE_COLUMNS:
+    if answers["data_format"] != "columns" or columns == SAMPLE_COLUMNS:
         return
-    renames = dict(zip(template_logic.SAMPLE_COLUMNS, columns, strict=True))
-    for name in template_logic.DATA_FILES["columns"]:
+    renames = dict(zip(SAMPLE_COLUMNS, columns, strict=True))
+    for name in DATA_FILES["columns"]:
         path = Path(name)
         rows = json.loads(path.read_text(encoding="utf-8"))
         rows = [{renames[key]: value for key, value in row.items()} for row in rows]
@@ -95,7 +97,7 @@ def print_next_steps(answers):
 
 
 def main():
-    answers = template_logic.resolve(ANSWERS)
+    answers = resolve(ANSWERS)
     remove_unneeded_files(answers)
     rename_sample_columns(answers)
     record_data_version()

@@ -8,7 +8,7 @@ ANSWERS = json.loads({{cookiecutter | to_json | to_json}})
 # the checks live beside cookiecutter.json, where the tests import them too
 sys.path.insert(0, ANSWERS["_repo_dir"])
 
-from template_logic import AnswerError, check_answers  # noqa: E402
+from template_logic.answers import AnswerError, check_answers  # noqa: E402
 
 
 def main():

@@ -20,7 +20,7 @@ fi
 STACK="$VENV/stack-requirements.txt"
 # the generated project's pin list, from the template's own logic; the azureml packages too:
 # the template tests validate the Azure ML job offline
-PYTHONPATH="$ROOT" python -c 'import template_logic; print("\n".join(template_logic.pip_requirements("cpu", ["tools", "azureml"])))' > "$STACK"
+PYTHONPATH="$ROOT" python -c 'from template_logic.stack import pip_requirements; print("\n".join(pip_requirements("cpu", ["tools", "azureml"])))' > "$STACK"
 echo "==> installing torch, the pinned stack and the test tools into $VENV"
 python -m pip install --quiet --disable-pip-version-check "$(head -n 1 "$STACK")"
 python -m pip install --quiet --disable-pip-version-check -r "$STACK" -r "$ROOT/requirements-dev.txt"

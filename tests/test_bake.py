@@ -9,6 +9,10 @@ import pytest
 import yaml
 from conftest import AZUREML_ANSWERS, CONTEXT, DEMO_MODEL, OFFLINE, BakedProject
 
+from template_logic.answers import DEVICES
+from template_logic.tables import MODELS
+from template_logic.workflow import CPU_INT4_ALSO
+
 COMMON_FILES = {
     ".gitignore",
     "README.md",
@@ -317,10 +321,8 @@ def test_config_is_strictly_valid_for_pinned_olive(bake_combination, answers):
 
 @pytest.mark.parametrize("answers", COMBINATIONS)
 def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
-    import template_logic
-
     project, context = bake_combination(answers)
-    model = template_logic.MODELS[context["base_model"]]  # its training settings resolved
+    model = MODELS[context["base_model"]]  # its training settings resolved
     config = project.read_json("fine-tuning/olive-config.json")
     finetune = config["passes"]["finetune"]
     expected_passes = {"merged": ["finetune", "merge", "builder"], "adapter": ["finetune", "builder", "adapter"]}
@@ -348,12 +350,14 @@ def test_config_reflects_answers_and_the_model_table(bake_combination, answers):
         if key not in ("epochs", "min_steps", "step_cap", "seed", "data_version", "early_stopping_patience")
     }
     assert args["load_best_model_at_end"] and args["metric_for_best_model"] == "eval_loss"
-    # the memory settings (docs/measurements.md, "Full size"): the 3.8 B Phi rows train in bfloat16 with gradient
-    # checkpointing on CPU too; SmolLM2 keeps float32 (its weights byte for byte) and trains faster without
-    training_device, target_device = template_logic.DEVICES[context["device"]]
-    phi_or_gpu = model["architecture"] == "Phi3ForCausalLM" or training_device == "cuda"
-    assert finetune["config"]["torch_dtype"] == ("bfloat16" if phi_or_gpu else "float32")
-    assert args["gradient_checkpointing"] is phi_or_gpu
+    # the memory settings follow where it trains: the model row's `cpu_training` on CPU (the Phi rows: bfloat16 with
+    # gradient checkpointing), bfloat16 with checkpointing on a GPU (test_template_logic.py, every model and device)
+    training_device, target_device = DEVICES[context["device"]]
+    training_on = model["cpu_training"] if training_device == "cpu" else {"torch_dtype": "bfloat16"}
+    assert finetune["config"]["torch_dtype"] == training_on["torch_dtype"]
+    assert args["gradient_checkpointing"] is (
+        training_device == "cuda" or model["cpu_training"]["gradient_checkpointing"]
+    )
     assert args["save_steps"] == args["eval_steps"] < 1 and args["train_sampling_strategy"] == "sequential"
     assert pre_process["max_seq_len"] == int(training["max_seq_len"])
     assert pre_process["answer_only"] is True and pre_process["data_format"] == context["data_format"]
@@ -402,8 +406,6 @@ EXPORT_SEARCH_CASES = [
 
 @pytest.mark.parametrize(("answers", "searched"), EXPORT_SEARCH_CASES)
 def test_the_export_search_is_rendered_for_int4_that_runs_on_cpu_only(bake, answers, searched):
-    import template_logic
-
     config = bake(base_model=DEMO_MODEL, **answers).read_json("fine-tuning/olive-config.json")
     search_keys = {"evaluators", "evaluator", "search_strategy", "evaluate_input_model"}
     assert (search_keys <= set(config)) == searched and (search_keys & set(config) == set()) != searched
@@ -413,9 +415,9 @@ def test_the_export_search_is_rendered_for_int4_that_runs_on_cpu_only(bake, answ
         if (answers.get("device"), answers.get("precision")) == (None, None):  # int4 on CPU: the first recipe
             assert recipes[0]["int4_algo_config"] == "k_quant_mixed"
         return
-    assert len(recipes) == len(template_logic.CPU_INT4_ALSO) + 1
+    assert len(recipes) == len(CPU_INT4_ALSO) + 1
     # the one built alone when the search is off: the model table's (SmolLM2: k_quant_mixed)
-    assert recipes[0]["int4_algo_config"] == CONTEXT["_models"][DEMO_MODEL]["int4_recipe"] == "k_quant_mixed"
+    assert recipes[0]["int4_algo_config"] == MODELS[DEMO_MODEL]["int4_recipe"] == "k_quant_mixed"
     # every recipe sets each setting Olive 0.13 would otherwise search (and fail on)
     assert all({"int4_block_size", "int4_is_symmetric", "int4_algo_config"} <= set(recipe) for recipe in recipes)
     assert len({json.dumps(recipe, sort_keys=True) for recipe in recipes}) == len(recipes)
@@ -424,54 +426,6 @@ def test_the_export_search_is_rendered_for_int4_that_runs_on_cpu_only(bake, answ
     ranked = sorted((s["priority"], s["name"]) for s in evaluator["metrics"][0]["sub_types"] if s["priority"] > 0)
     assert ranked == [(1, "selection"), (2, "tokens_per_second")]
     assert config["search_strategy"]["sampler"] == "sequential"
-
-
-def test_a_model_trained_on_a_gpu_for_cpu_trains_as_cuda_and_exports_as_cpu():
-    """device=cuda-train-cpu-run: the LoRA pass is cuda's (bfloat16, QLoRA computing in bfloat16, gradient
-    checkpointing), the export cpu's (the int4 recipes for the CPU execution provider, and their search); Olive's
-    host is the GPU, its target the CPU; the pip list is cpu's (the CPU runtime builds, scores and runs the model)."""
-    import template_logic
-
-    def rendered(device):
-        answers = {**DEFAULTS, "base_model": DEMO_MODEL, "finetune_method": "qlora", "device": device}
-        return template_logic.olive_config(answers), template_logic.project_runtime(answers)
-
-    (split, split_runtime), (gpu, _), (cpu, cpu_runtime) = map(rendered, ("cuda-train-cpu-run", "cuda", "cpu"))
-    finetune = split["passes"]["finetune"]
-    assert finetune == gpu["passes"]["finetune"] != cpu["passes"]["finetune"]
-    trained_with = (finetune["config"]["torch_dtype"], finetune["config"]["compute_dtype"])
-    assert trained_with == ("bfloat16", "bfloat16") and finetune["config"]["training_args"]["gradient_checkpointing"]
-    recipes = split["passes"]["builder"]
-    assert recipes == cpu["passes"]["builder"] != gpu["passes"]["builder"]
-    assert len(recipes) == len(template_logic.CPU_INT4_ALSO) + 1
-    search = ("evaluators", "evaluator", "search_strategy", "evaluate_input_model")
-    assert {key: split[key] for key in search} == {key: cpu[key] for key in search}
-    assert not set(search) & set(gpu)
-    assert split["systems"] == {
-        "local_gpu": gpu["systems"]["local_system"],
-        "local_cpu": cpu["systems"]["local_system"],
-    }
-    assert (split["host"], split["target"]) == ("local_gpu", "local_cpu")
-    assert split_runtime == cpu_runtime == "cpu"
-    assert set(template_logic.DEVICES) == set(CONTEXT["device"])  # the table and the question's choices
-    with pytest.raises(template_logic.AnswerError, match="device 'tpu' is not one of"):  # a replay file's
-        template_logic.resolve({**DEFAULTS, "device": "tpu"})
-
-
-@pytest.mark.parametrize("base_model", CONTEXT["base_model"])
-def test_the_first_int4_recipe_is_the_model_tables(bake, base_model):
-    """The recipe built alone with the search off; the Phi rows avoid the k-quants (minutes per layer, and
-    over 20 GB for Phi-4-mini's lm_head: docs/measurements.md)."""
-    configs = [b["config"] for b in builders(bake(base_model=base_model).read_json(CONFIG))]
-    recipes = [config["int4_algo_config"] for config in configs]
-    assert recipes[0] == CONTEXT["_models"][base_model]["int4_recipe"]
-    assert base_model == DEMO_MODEL or not recipes[0].startswith("k_quant")
-    # the Phi rows also try blocks of 128 (fewer bytes a token at full size), SmolLM2 does not
-    blocks = [config["int4_block_size"] for config in configs]
-    if base_model == DEMO_MODEL:
-        assert recipes[1:] == ["default", "default"] and blocks == [32, 32, 32]
-    else:
-        assert recipes[1:] == ["default", "default", "default"] and blocks == [32, 32, 32, 128]
 
 
 def test_export_search_answer_is_yes_or_no(cookies):
@@ -483,8 +437,6 @@ def test_export_search_answer_is_yes_or_no(cookies):
 def test_adapter_export_keeps_every_lora_matmul_out_of_int4(bake, precision):
     """ModelBuilder names each LoRA layer's MatMuls; the int4 export must leave all of them in fp32
     (k_quant_mixed fails on them, int4 LoRA weights decode slower), and only them."""
-    import template_logic
-
     config = bake(base_model=DEMO_MODEL, export="adapter", precision=precision).read_json(
         "fine-tuning/olive-config.json"
     )
@@ -494,43 +446,11 @@ def test_adapter_export_keeps_every_lora_matmul_out_of_int4(bake, precision):
         assert excluded is None
         return
     assert all(builder["config"]["int4_nodes_to_exclude"] == excluded for builder in builders(config))
-    layers = CONTEXT["_models"][DEMO_MODEL]["layers"]
+    layers = MODELS[DEMO_MODEL]["layers"]
     assert len(excluded) == len(set(excluded)) == layers * 7 * 2
     assert "/model/layers.0/attn/q_proj/lora_A/MatMul" in excluded
     assert f"/model/layers.{layers - 1}/mlp/down_proj/lora_B/MatMul" in excluded
     assert not any("lora" not in name for name in excluded)
-    assert template_logic.layer_count({"local_model_path": "", "model": {"layers": 3}}) == 3
-
-
-def test_every_model_has_training_defaults_in_range():
-    import template_logic
-
-    for name, model in template_logic.MODELS.items():
-        for knob, (kind, lowest, highest) in template_logic.KNOBS.items():
-            assert lowest <= kind(model["training"][knob]) <= highest, (name, knob)
-    # the Phi rows share one table (cookiecutter.json's "_phi_training"), not four copies
-    phi = [row for name, row in CONTEXT["_models"].items() if name.startswith("microsoft/")]
-    assert len(phi) == 4 and {row["training"] for row in phi} == {"_phi_training"}
-
-
-@pytest.mark.parametrize("base_model", CONTEXT["base_model"])
-def test_early_stopping_is_rendered_for_every_model_and_can_be_switched_off(base_model):
-    import template_logic
-
-    def rendered(**overrides):
-        config = template_logic.olive_config({**DEFAULTS, "base_model": base_model, **overrides})
-        args = config["passes"]["finetune"]["config"]["training_args"]
-        # the callback needs the best checkpoint chosen on the validation loss, and a resume needs its count back
-        assert args["load_best_model_at_end"] and args["metric_for_best_model"] == "eval_loss"
-        assert args["restore_callback_states_from_checkpoint"] is True
-        return config["data_configs"][0]["pre_process_data_config"]["early_stopping_patience"]
-
-    table = int(template_logic.MODELS[base_model]["training"]["early_stopping_patience"])
-    assert rendered() == table >= 3  # 2 would have missed a measured best step (docs/training.md)
-    assert rendered(__early_stopping_patience="0") == 0
-    assert rendered(__early_stopping_patience="5") == 5
-    with pytest.raises(template_logic.AnswerError, match="early_stopping_patience=-1 is out of range"):
-        rendered(__early_stopping_patience="-1")
 
 
 def test_training_settings_can_be_overridden_without_prompts(bake):
@@ -656,11 +576,9 @@ ALL_COMBINATIONS = list(
 @pytest.mark.stack
 @pytest.mark.parametrize(("base_model", "method", "device", "precision"), ALL_COMBINATIONS)
 def test_every_combination_renders_a_config_olive_accepts_or_is_refused(cookies, base_model, method, device, precision):
-    import template_logic
-
     answers = {"base_model": base_model, "finetune_method": method, "device": device, "precision": precision}
     result = cookies.bake(extra_context={**OFFLINE, **answers})
-    if (template_logic.DEVICES[device][1], precision) == ("cpu", "fp16"):  # measured: Olive would produce no model
+    if (DEVICES[device][1], precision) == ("cpu", "fp16"):  # measured: Olive would produce no model
         assert result.exception is not None
         return
     assert result.exception is None, result.exception
@@ -676,4 +594,4 @@ def test_adapter_export_renders_a_config_olive_accepts_for_every_model(cookies, 
     project = BakedProject(result)
     project.check_config()
     builder = builders(project.read_json("fine-tuning/olive-config.json"))[0]["config"]
-    assert len(builder["int4_nodes_to_exclude"]) == CONTEXT["_models"][base_model]["layers"] * 14
+    assert len(builder["int4_nodes_to_exclude"]) == MODELS[base_model]["layers"] * 14

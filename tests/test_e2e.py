@@ -13,8 +13,10 @@ import shutil
 
 import pytest
 import yaml
-from conftest import ADAPTER, CONTEXT, DEMO_MODEL, ERROR_LINE, TEMPLATE, TINY_LORA_R, TINY_MERGED, running_server
+from conftest import ADAPTER, DEMO_MODEL, ERROR_LINE, TEMPLATE, TINY_LORA_R, TINY_MERGED, running_server
 from conftest import check as _check
+
+from template_logic.tables import MODELS
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +50,7 @@ def test_tiny_phi3_end_to_end(tiny_phi3_project, answers, search):
     genai = json.loads((model_dir / "genai_config.json").read_text())
     assert genai["model"]["type"] == "phi3"
     assert (project.path / ADAPTER).is_file() == (export == "adapter")
-    # the Phi rows list four recipes (blocks of 128 too: template_logic.PHI_INT4_ALSO)
+    # the Phi rows list four recipes (blocks of 128 too: the `_phi` row's int4_also in cookiecutter.json)
     check_export_search(project, tried=4 if search else 1, listed=4)
     _check(project.run("inferences/infer.py", "--prompt", "The storm knocked out power all night."))
 
@@ -189,7 +191,7 @@ def test_a_failed_pass_ends_olive_run_with_an_error(bake, tiny_phi3_dir, tmp_pat
 def test_the_model_table_has_the_demo_model_layer_count(demo_model_dir):
     """The table's layer count names every LoRA MatMul the adapter export keeps out of int4."""
     config = json.loads((demo_model_dir / "config.json").read_text())
-    assert CONTEXT["_models"][DEMO_MODEL]["layers"] == config["num_hidden_layers"]
+    assert MODELS[DEMO_MODEL]["layers"] == config["num_hidden_layers"]
 
 
 def eval_accuracy(project):

@@ -1,4 +1,4 @@
-"""The template's own code (template_logic.py, local_extensions.py, hooks, tests, scripts) and the
+"""The template's own code (template_logic/, local_extensions.py, hooks, tests, scripts) and the
 generated project's plain Python files pass ruff check and ruff format, as CI and pre-commit run them."""
 
 import subprocess

