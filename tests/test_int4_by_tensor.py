@@ -1,7 +1,8 @@
 """The int4 export one MatMul at a time (slm/export/int4_by_tensor.py) writes what ModelBuilder's whole-model
-quantization writes: every initializer byte for byte, every node, for each int4 recipe the template offers, with
-the lm_head quantized in slices (the slice size made small so that the tiny model's lm_head is cut in three);
-also with tied embeddings (Phi-4-mini's), where the embedding reads the quantized lm_head."""
+quantization writes: the same weights file byte for byte, every initializer in the same order, every node, for
+each int4 recipe the template offers, with the lm_head quantized in slices (the slice size made small so that
+the tiny model's lm_head is cut in three); also with tied embeddings (Phi-4-mini's), where the embedding reads
+the quantized lm_head."""
 
 from types import SimpleNamespace
 
@@ -107,6 +108,8 @@ def test_one_matmul_at_a_time_writes_the_whole_model_quantization(
         assert any(op == "GatherBlockQuantized" for _, op, *_ in nodes)
     assert nodes == whole_nodes
     assert opsets == whole_opsets
-    assert weights.keys() == whole_weights.keys()
+    assert list(weights) == list(whole_weights)  # in the same order (the largest weight is quantized first)
     for name, value in whole_weights.items():
         assert weights[name].dtype == value.dtype and np.array_equal(weights[name], value), name
+    data = [(tmp_path / run / "model.onnx.data").read_bytes() for run in ("whole", "by-tensor")]
+    assert data[0] == data[1]

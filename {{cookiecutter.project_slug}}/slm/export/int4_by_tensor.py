@@ -18,6 +18,7 @@ onnxruntime-genai: on another, an ERROR line says which to install (the builder 
 """
 
 import functools
+import math
 import re
 import sys
 from importlib import metadata
@@ -183,11 +184,19 @@ def quantize_one_matmul_at_a_time(builder, whole_model_to_int4):
         return whole_model_to_int4(builder)
     print(f"int4: quantizing {len(nodes)} weights one at a time (slm/export/int4_by_tensor.py)", flush=True)
     opset_imports = dict(model.opset_imports)
-    for node in nodes:
+    added = {}
+    # the largest first (the lm_head): its float32 copy is the largest, and no int4 result is in memory yet
+    # (Phi-4-mini's 200,064 x 3,072 lm_head last, the builder peaked at 14.3 GiB: docs/measurements.md)
+    for node in sorted(nodes, key=lambda node: math.prod(node.inputs[1].shape), reverse=True):
         quantized = _quantized(node, settings, opset_imports, model.ir_version)
         for domain, version in quantized.opset_imports.items():
             model.opset_imports[domain] = max(version, model.opset_imports.get(domain, version))
+        added[node.name] = list(quantized.initializers)
         _put_in_place_of(model.graph, node, quantized)
+    # the weights laid out in graph order, as the whole-model quantizer lays them out
+    for node in nodes:
+        for name in added[node.name]:
+            model.graph.register_initializer(model.graph.initializers.pop(name))
     return model
 
 
