@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from measure_quality import DEMO_MODEL, FRESH_RUN_FOLDERS, TEMPLATE, run
+from measure_quality import DEMO_MODEL, FRESH_RUN_FOLDERS, TEMPLATE, render_template, run
 
 SCORE = re.compile(r"^(accuracy|token_f1): (\d\.\d{3}) \(n=(\d+)\)$", re.MULTILINE)
 # report.py's line: `rows R, steps S, epochs E, best step B ...`, or after an early stop
@@ -41,20 +41,10 @@ def summary_figures(report):
 
 
 def render(out, source, template, extra_answers, template_dir=TEMPLATE):
-    from cookiecutter.main import cookiecutter
-
     suffix = "".join(f"-{name.strip('_')}-{value}" for name, value in extra_answers.items())
     slug = re.sub(r"[^a-z0-9.-]+", "-", f"data-{source.stem}{suffix}".lower())
     answers = {"base_model": DEMO_MODEL, "text_template": template, "project_slug": slug, "install_dependencies": "no"}
-    return Path(
-        cookiecutter(
-            str(template_dir),
-            no_input=True,
-            extra_context={**answers, **extra_answers},
-            output_dir=str(out),
-            overwrite_if_exists=True,
-        )
-    )
+    return render_template(template_dir, out, {**answers, **extra_answers})
 
 
 def measure(project, source, env):

@@ -55,14 +55,10 @@ def base_model(args) -> Path:
 
 def render(args, model_dir: Path) -> Path:
     """The rendered project, with each --set applied to its Olive config."""
-    from cookiecutter.main import cookiecutter
+    from measure_quality import render_template
 
     project = args.work / "project"
     shutil.rmtree(project, ignore_errors=True)
-    # caches that tools leave in the template (bytecode, ruff's) would be rendered as text and fail
-    for name in ("__pycache__", ".ruff_cache", ".pytest_cache"):
-        for cache in (args.template / "{{cookiecutter.project_slug}}").rglob(name):
-            shutil.rmtree(cache, ignore_errors=True)
     answers = {
         "project_slug": "project",
         "base_model": args.model,
@@ -72,7 +68,7 @@ def render(args, model_dir: Path) -> Path:
         "install_dependencies": "no",
         **dict(answer.split("=", 1) for answer in args.answer),
     }
-    cookiecutter(str(args.template), no_input=True, output_dir=str(args.work), extra_context=answers)
+    render_template(args.template, args.work, answers)
     config_path = project / "fine-tuning" / "olive-config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     for setting in args.set:

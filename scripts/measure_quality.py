@@ -44,16 +44,25 @@ def run(command, cwd, env):
     return result.stdout
 
 
-def render(out, data_format, whole_text, extra_answers):
+def render_template(template, out, answers):
+    """cookiecutter --no-input into `out` (a project there is replaced), the caches tools leave in the template
+    (bytecode, ruff's: cookiecutter would render them as text and fail) removed first."""
     from cookiecutter.main import cookiecutter
 
+    for name in ("__pycache__", ".ruff_cache", ".pytest_cache"):
+        for cache in (Path(template) / "{{cookiecutter.project_slug}}").rglob(name):
+            shutil.rmtree(cache, ignore_errors=True)
+    return Path(
+        cookiecutter(str(template), no_input=True, extra_context=answers, output_dir=str(out), overwrite_if_exists=True)
+    )
+
+
+def render(out, data_format, whole_text, extra_answers):
     suffix = "".join(f"-{name.strip('_')}-{value}" for name, value in extra_answers.items())
     slug = f"quality-{data_format}{'-whole-text' if whole_text else ''}{suffix}"
     answers = {"base_model": DEMO_MODEL, "data_format": data_format, "project_slug": slug, "install_dependencies": "no"}
     answers |= extra_answers
-    project = Path(
-        cookiecutter(str(TEMPLATE), no_input=True, extra_context=answers, output_dir=str(out), overwrite_if_exists=True)
-    )
+    project = render_template(TEMPLATE, out, answers)
     if whole_text:
         config_file = project / "fine-tuning/olive-config.json"
         config = json.loads(config_file.read_text(encoding="utf-8"))
