@@ -67,7 +67,7 @@ TOP5_AGREEMENT = 0.7
 # Phi-4-mini's runs here export fp32 (the same builder, RoPE and graph but the quantizer). Its int4 export used to
 # pass 21 GB even at one layer; built one weight at a time (slm/export/int4_by_tensor.py, byte-identical to the
 # whole-model build in tests/test_int4_by_tensor.py, tied embeddings included) the whole full-size olive run peaks
-# at 14.3 GiB (scripts/measure_full_size.py, docs/measurements.md); CI's time for its int4 build was not measured.
+# at 13.4 GiB (scripts/measure_full_size.py, docs/measurements.md); CI's time for its int4 build was not measured.
 FP32_ONLY = {"microsoft/Phi-4-mini-instruct"}
 
 

@@ -186,7 +186,8 @@ def quantize_one_matmul_at_a_time(builder, whole_model_to_int4):
     opset_imports = dict(model.opset_imports)
     added = {}
     # the largest first (the lm_head): its float32 copy is the largest, and no int4 result is in memory yet
-    # (Phi-4-mini's 200,064 x 3,072 lm_head last, the builder peaked at 14.3 GiB: docs/measurements.md)
+    # (Phi-4-mini's 200,064 x 3,072 lm_head last, the full-size builder peaked at 14.3 GiB; first, 13.0-13.4 GiB:
+    # docs/measurements.md, "The int4 build one weight at a time")
     for node in sorted(nodes, key=lambda node: math.prod(node.inputs[1].shape), reverse=True):
         quantized = _quantized(node, settings, opset_imports, model.ir_version)
         for domain, version in quantized.opset_imports.items():
