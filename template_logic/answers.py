@@ -95,6 +95,11 @@ def columns_of(answers):
     return fields[0], fields[-1]
 
 
+def yes_no_answer(answers, name):
+    """A yes/no setting as given, its default when absent or empty."""
+    return str(answers.get(name, YES_NO_SETTINGS[name])).strip() or YES_NO_SETTINGS[name]
+
+
 def setting_text(answers, name):
     """A training setting as given: the user's `__name` override, else the model row's value ('' for none)."""
     given = str(answers.get(f"__{name}", "")).strip()
@@ -145,9 +150,8 @@ def known_device(answers):
 
 
 def yes_or_no_settings(answers):
-    for name, default in YES_NO_SETTINGS.items():
-        value = str(answers.get(name, default)).strip() or default
-        if value not in ("yes", "no"):
+    for name in YES_NO_SETTINGS:
+        if (value := yes_no_answer(answers, name)) not in ("yes", "no"):
             return f"{name}={value!r}: answer yes or no"
 
 
@@ -309,8 +313,8 @@ def resolve(answers):
         # empty: the same as install_dependencies
         "download_model": answers.get("__download_model") or answers["install_dependencies"],
     }
-    for name, default in YES_NO_SETTINGS.items():
-        resolved[name.strip("_")] = str(answers.get(name, default)).strip() or default
+    for name in YES_NO_SETTINGS:
+        resolved[name.strip("_")] = yes_no_answer(answers, name)
     resolved.setdefault("export", "merged")  # replay files of older versions have no export answer
     for name, (kind, _, _) in (KNOBS | OPTIONAL_KNOBS).items():
         text = setting_text(answers, name)
