@@ -6,27 +6,28 @@ Each PROJECT is a rendered project whose `olive run` ran its whole schedule (`__
 from scripts/measure_datasets.py): its last checkpoint's trainer_state.json holds every evaluation. For each
 patience it replays transformers' EarlyStoppingCallback rule (stop after that many evaluations in a row without a
 lower validation loss) and prints where the run would have stopped, the step it would have kept, and whether that
-is the whole run's best step. Reads JSON only: no model, no stack.
+is the whole run's best step. Reads the checkpoints with the first project's own reader
+(slm/train/checkpoints.py): no model, no stack.
 """
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
-CHECKPOINTS = "gen-model/checkpoints"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from template_logic.workflow import CHECKPOINT_DIR  # noqa: E402
 
 
 def evaluations(project: Path) -> tuple[list[tuple[int, float]], int]:
     """(step, validation loss) of every evaluation, and the scheduled steps, from the last checkpoint."""
-    states = sorted(
-        (project / CHECKPOINTS).glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name[11:])
-    )
-    if not states:
-        raise SystemExit(f"ERROR: {project / CHECKPOINTS} holds no checkpoint: run olive run there first")
-    state = json.loads(states[-1].read_text(encoding="utf-8"))
-    return [(entry["step"], entry["eval_loss"]) for entry in state["log_history"] if "eval_loss" in entry], state[
-        "max_steps"
-    ]
+    from slm.train.checkpoints import last_checkpoint, trainer_state
+
+    latest = last_checkpoint(project / CHECKPOINT_DIR)
+    if latest is None:
+        raise SystemExit(f"ERROR: {project / CHECKPOINT_DIR} holds no checkpoint: run olive run there first")
+    state = trainer_state(latest)
+    curve = [(entry["step"], entry["eval_loss"]) for entry in state["log_history"] if "eval_loss" in entry]
+    return curve, state["max_steps"]
 
 
 def replay(curve: list[tuple[int, float]], patience: int) -> tuple[int | None, int]:
@@ -47,6 +48,10 @@ def main():
     parser.add_argument("projects", nargs="+", type=Path)
     parser.add_argument("--patience", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     args = parser.parse_args()
+    for project in args.projects:
+        if not (project / "slm").is_dir():
+            raise SystemExit(f"ERROR: {project} is not a rendered project (no slm/): give the project's folder")
+    sys.path.insert(0, str(args.projects[0].resolve()))  # the projects come from one template: one reader
     print(f"{'project':<56}{'patience':>9}{'stops at':>12}{'steps saved':>13}{'kept':>6}{'best':>6}  best kept")
     for project in args.projects:
         curve, scheduled = evaluations(project)
