@@ -1,7 +1,7 @@
 """What a user gets on their own data with the default answers: SmolLM2, `prepare.py FILE`, `olive run`.
 
     python scripts/measure_datasets.py FILE.csv [FILE.csv ...] [--template TEMPLATE] [--answer NAME=VALUE ...]
-                                       [--out DIR]
+                                       [--set DOTTED.KEY=JSON ...] [--out DIR]
 
 Each FILE is a CSV (or TSV / JSON / JSON Lines) with an input and an answer column, the two columns
 of --template (default `Text: {text}\\nLabel: {label}`: a template any user might write). For each
@@ -9,7 +9,8 @@ file it renders a project with only the base model and the text template chosen,
 project's own way, runs `python datasets/prepare.py FILE`, a fresh `olive run` (timed),
 `python fine-tuning/report.py` and `python inferences/infer.py --eval`, and prints one table: rows,
 steps, epochs, the best step, `olive run` time, and the held-out score (accuracy for a small label
-set, token F1 for free text). --answer adds an answer to compare a setting (e.g. `__max_steps=100`).
+set, token F1 for free text). --answer adds an answer to compare a setting (e.g. `__max_steps=100`),
+--set a key of the rendered Olive config (measure_quality.py's --set).
 Run it with the template's test environment (scripts/env.sh) on an otherwise idle machine.
 """
 
@@ -22,7 +23,15 @@ import sys
 import time
 from pathlib import Path
 
-from measure_quality import DEMO_MODEL, FRESH_RUN_FOLDERS, TEMPLATE, render_template, run
+from measure_quality import (
+    DEMO_MODEL,
+    FRESH_RUN_FOLDERS,
+    TEMPLATE,
+    render_template,
+    run,
+    set_config_keys,
+    variant_suffix,
+)
 
 SCORE = re.compile(r"^(accuracy|token_f1): (\d\.\d{3}) \(n=(\d+)\)$", re.MULTILINE)
 # report.py's line: `rows R, steps S, epochs E, best step B ...`, or after an early stop
@@ -40,11 +49,12 @@ def summary_figures(report):
     return [re.search(pattern, report, re.MULTILINE).group(1) for pattern in SUMMARY_FIGURES]
 
 
-def render(out, source, template, extra_answers, template_dir=TEMPLATE):
-    suffix = "".join(f"-{name.strip('_')}-{value}" for name, value in extra_answers.items())
-    slug = re.sub(r"[^a-z0-9.-]+", "-", f"data-{source.stem}{suffix}".lower())
+def render(out, source, template, extra_answers, settings=(), template_dir=TEMPLATE):
+    slug = re.sub(r"[^a-z0-9.-]+", "-", f"data-{source.stem}{variant_suffix(extra_answers, settings)}".lower())
     answers = {"base_model": DEMO_MODEL, "text_template": template, "project_slug": slug, "install_dependencies": "no"}
-    return render_template(template_dir, out, {**answers, **extra_answers})
+    project = render_template(template_dir, out, {**answers, **extra_answers})
+    set_config_keys(project, settings)
+    return project
 
 
 def measure(project, source, env):
@@ -74,6 +84,7 @@ def main():
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--template", default="Text: {text}\\nLabel: {label}")
     parser.add_argument("--answer", action="append", default=[], metavar="NAME=VALUE", help="an extra answer")
+    parser.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=JSON", help="an Olive config key")
     parser.add_argument("--out", type=Path, default=Path("datasets-output"))
     parser.add_argument(
         "--template-dir", type=Path, default=TEMPLATE, help="another checkout of the template, for a before/after"
@@ -83,8 +94,12 @@ def main():
     env = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1"}
     results = []
     for source in args.files:
-        project = render(args.out.resolve(), source.resolve(), args.template, extra_answers, args.template_dir)
-        results.append(measure(project, source.resolve(), {**env, "PYTHONPATH": str(project)}))
+        project = render(
+            args.out.resolve(), source.resolve(), args.template, extra_answers, args.set, args.template_dir
+        )
+        env_here = {**env, "PYTHONPATH": str(project)}
+        run([sys.executable, "fine-tuning/check_config.py"], project, env_here)  # a --set key Olive would ignore
+        results.append(measure(project, source.resolve(), env_here))
     header = f"{'data set':<34}{'train rows':>11}{'steps':>11}{'epochs':>8}{'best step':>10}{'olive run (s)':>15}"
     print(f"\n{header}  score")
     for name, rows, steps, epochs, best, seconds, metric, score, count in results:

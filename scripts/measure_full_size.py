@@ -2,14 +2,15 @@
 
     python scripts/measure_full_size.py --work DIR --tokenizer-from SMOLLM2_DIR [--model MODEL] [--layers N]
         [--steps 2] [--answer KEY=VALUE ...] [--set DOTTED.KEY=JSON ...] [--env NAME=VALUE ...]
-        [--template-dir DIR] [--decode-tokens 32]
+        [--template-dir DIR] [--decode-tokens 32] [--data FILE]
 
 1. A random-weight model of MODEL's published shape (scripts/phi_shapes.py, bfloat16 as the hub ships it; the
    full 32 layers unless --layers) is written to DIR/<name>-<layers>L, or reused when it is there.
 2. The template is rendered with every answer at its default but `base_model` MODEL, `local_model_path` that
    folder and `__max_steps` --steps (plus each --answer), into DIR/project (replaced); each --set then changes
    one key of its fine-tuning/olive-config.json (a trial of a setting; --template-dir: another checkout, for a
-   before/after pair).
+   before/after pair). With --data, `python datasets/prepare.py FILE` then replaces the sample's rows (rows of
+   another length: its forecast is printed beside what the run measures).
 3. `python -m olive run --config fine-tuning/olive-config.json` runs there as a user runs it. The resident memory of
    its whole process tree (the run and every child: the decode timing of the export search) is summed every
    SAMPLE_SECONDS; Olive's log lines `Running pass NAME` / `Pass NAME finished` cut the run into stages (after a
@@ -55,7 +56,7 @@ def base_model(args) -> Path:
 
 def render(args, model_dir: Path) -> Path:
     """The rendered project, with each --set applied to its Olive config."""
-    from measure_quality import render_template
+    from measure_quality import render_template, set_config_keys
 
     project = args.work / "project"
     shutil.rmtree(project, ignore_errors=True)
@@ -69,17 +70,18 @@ def render(args, model_dir: Path) -> Path:
         **dict(answer.split("=", 1) for answer in args.answer),
     }
     render_template(args.template, args.work, answers)
-    config_path = project / "fine-tuning" / "olive-config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    for setting in args.set:
-        dotted, value = setting.split("=", 1)
-        *parents, key = dotted.split(".")
-        node = config
-        for parent in parents:
-            node = node[int(parent)] if isinstance(node, list) else node[parent]
-        node[key] = json.loads(value)
-    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    set_config_keys(project, args.set)
     return project
+
+
+def prepare_data(project: Path, data: Path) -> str:
+    """prepare.py on the file, as a user runs it: its summary (the data report and the forecast)."""
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")])),
+    }
+    command = [sys.executable, "datasets/prepare.py", str(data.resolve())]
+    return subprocess.run(command, cwd=project, env=environment, capture_output=True, text=True, check=True).stdout
 
 
 def tree_rss(process: psutil.Process) -> int:
@@ -181,10 +183,13 @@ def main(argv=None):
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for olive run's environment")
     parser.add_argument("--kill-above", type=float, help="kill the run when its process tree passes this many GiB")
     parser.add_argument("--decode-tokens", type=int, default=0, help="decode the export this many tokens (0: no)")
+    parser.add_argument("--data", type=Path, help="a data file for prepare.py instead of the sample's rows")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     model_dir = base_model(args)
     project = render(args, model_dir)
+    if args.data:
+        print(prepare_data(project, args.data), flush=True)
     log = args.work / "olive-run.log"
     code, marks, samples = run_olive(project, dict(pair.split("=", 1) for pair in args.env), log, args.kill_above)
     rows = stage_table(marks, samples)
@@ -195,6 +200,9 @@ def main(argv=None):
     peak = max((rss for _, rss in samples), default=0) / GIB
     exported = project / "gen-model" / "model"
     print(f"whole run: {marks[-1][0]:.0f} s, peak {peak:.1f} GiB; model written: {any(exported.glob('*.onnx'))}")
+    summary = project / "gen-model" / "report" / "training-summary.txt"
+    if summary.is_file():  # the training's own time (fine-tuning/report.py's, written by the LoRA pass)
+        print(summary.read_text(encoding="utf-8").strip())
     result = {"exit": code, "stages": rows, "peak_gib": peak, "seconds": marks[-1][0]}
     if args.decode_tokens and code == 0:
         result["decode"] = decode(exported, args.decode_tokens)

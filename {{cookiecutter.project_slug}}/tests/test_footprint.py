@@ -66,10 +66,42 @@ def test_the_measured_model_gets_its_measured_figures(phi_project):
     expected = footprint.forecast(phi_project())
     assert not expected.estimated
     measured = footprint.MEASURED["Phi-3-mini-4k-instruct"]
-    assert max(expected.peaks.values()) == max(measured.peaks.values())
+    assert expected.peaks == {"training": measured.training_gib.at(expected.step_tokens[1]), **measured.peaks}
     line = expected.describe()
     assert line.startswith("forecast on a 2-core CPU (measured on Phi-3-mini-4k-instruct)")
     assert "s per training step" in line and "GiB" in line
+
+
+def test_longer_rows_make_a_longer_step_and_more_memory_and_the_line_says_whose_rows(phi_project):
+    """Before data is read a step is the sample's; prepare.py times it and sizes the training at the rows' own."""
+    project = phi_project()
+    expected = footprint.forecast(project)
+    measured = footprint.MEASURED["Phi-3-mini-4k-instruct"]
+    per_row = project.batch_size / measured.batch_size  # this project's batch against the measured runs'
+    assert expected.step_tokens == tuple(tokens * per_row for tokens in measured.sample_tokens)
+    assert expected.seconds_per_step == pytest.approx(measured.step_seconds.at(expected.step_tokens[0]))
+    assert f"({expected.step_tokens[0]:.0f} tokens padded, the sample's rows)" in expected.describe()
+    longer = expected.for_rows((4 * 1024, 4 * 1024))
+    assert longer.seconds_per_step > 10 * expected.seconds_per_step
+    assert longer.peaks["training"] > expected.peaks["training"] and longer.peaks["export"] == expected.peaks["export"]
+    assert "(4096 tokens padded, these rows)" in longer.describe()
+
+
+def test_a_figure_by_tokens_runs_through_its_points_and_carries_the_last_line_on():
+    line = footprint.ByTokens(((0, 1.0), (100, 3.0), (200, 4.0)))
+    assert [line.at(tokens) for tokens in (0, 50, 100, 150, 200, 400)] == [1.0, 2.0, 3.0, 3.5, 4.0, 6.0]
+    assert footprint.ByTokens(((100, 2.5),)).at(5000) == 2.5  # one point: its growth not measured
+    assert line.scaled(2).at(150) == 7.0
+
+
+def test_rows_too_long_for_this_machine_are_refused_with_what_to_change(phi_project):
+    project = phi_project()
+    assert footprint.check_fits(project, memory_gib=14) is not None  # the sample's rows fit 14 GiB
+    with pytest.raises(UserError) as refused:
+        footprint.check_fits(project, memory_gib=14, step_tokens=(4 * 1024, 4 * 1024))
+    message = str(refused.value)
+    assert "training stage is forecast to peak" in message and len(message.splitlines()) == 1
+    assert "fewer rows per batch" in message and "max_seq_len (the largest step of these rows: 4096 tokens)" in message
 
 
 def test_another_size_is_scaled_by_parameter_count_and_says_estimated(phi_project):
@@ -78,6 +110,7 @@ def test_another_size_is_scaled_by_parameter_count_and_says_estimated(phi_projec
     ratio = footprint.parameter_count(PHI3_MINI | {"num_hidden_layers": 4}) / measured.parameters
     assert expected.estimated and "estimated from Phi-3-mini-4k-instruct" in expected.describe()
     assert expected.peaks["export"] == pytest.approx(measured.peaks["export"] * ratio)
+    assert expected.seconds_per_step == pytest.approx(measured.step_seconds.at(expected.step_tokens[0]) * ratio)
 
 
 def test_the_guard_refuses_a_run_over_the_machines_memory_in_one_line(phi_project):
@@ -132,5 +165,34 @@ def test_olive_run_stops_before_any_pass_unless_overridden(phi_project, monkeypa
     assert str(stopped.value).startswith("ERROR: ") and len(str(stopped.value).splitlines()) == 1
     monkeypatch.setenv(footprint.MEMORY_OVERRIDE, "1")
     checkpoints.check_project_at_start()
+    if project.checkpoint_dir:
+        shutil.rmtree(project.checkpoint_dir)
+
+
+def test_olive_run_sizes_the_training_by_the_training_files_rows(phi_project, monkeypatch):
+    """A file made longer after prepare.py (or a max_seq_len raised) is refused by olive run's own check."""
+    phi_project()
+    config = json.loads(OLIVE_CONFIG.read_text(encoding="utf-8"))
+    config["data_configs"][0]["pre_process_data_config"]["max_seq_len"] = 1024  # the Phi rows' own
+    OLIVE_CONFIG.write_text(json.dumps(config), encoding="utf-8")
+    project = Project.load()
+    monkeypatch.setattr(footprint, "machine_memory_gib", lambda: 15.0)
+    columns = project.task.columns
+    project.train_file.parent.mkdir(parents=True, exist_ok=True)
+
+    def write_rows(text):
+        rows = [{columns[0]: text, columns[1]: "joy"} for _ in range(16)]
+        project.train_file.write_text(json.dumps(rows), encoding="utf-8")
+        return checkpoints.training_step_tokens(project)
+
+    short = write_rows("a short sentence")
+    batch = project.batch_size
+    assert short[1] < batch * 20
+    checkpoints.check_project_at_start()  # short rows fit 15 GiB (the export stage, 13.5, is the peak)
+    longest = write_rows("word " * 2000)
+    assert longest == (batch * 1024, batch * 1024)  # estimated, cut at max_seq_len
+    with pytest.raises(SystemExit) as stopped:
+        checkpoints.check_project_at_start()
+    assert "training stage is forecast to peak" in str(stopped.value) and "fewer rows per batch" in str(stopped.value)
     if project.checkpoint_dir:
         shutil.rmtree(project.checkpoint_dir)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import slm.train.prepare
+import slm.train.data_report
 from slm.data import check_rows, load_rows, read_records
 from slm.errors import UserError
 from slm.project import OLIVE_CONFIG, Project
@@ -165,7 +165,7 @@ def test_rows_over_max_seq_len_are_listed_estimated_or_by_the_tokenizer(project,
     assert "estimated at 4 characters a token" in out and "raise max_seq_len" in out and "rows 5;" in out
     project.base_model_dir.mkdir(parents=True)
     (project.base_model_dir / "tokenizer.json").write_text("{}")
-    monkeypatch.setattr(slm.train.prepare, "load_tokenizer", lambda folder: CharacterTokenizer())
+    monkeypatch.setattr(slm.train.data_report, "load_tokenizer", lambda folder: CharacterTokenizer())
     _, out, _, report, _ = prepared(project, rows, capsys=capsys)
     assert report["too_long"] == [5, 10] and "estimated" not in out
 

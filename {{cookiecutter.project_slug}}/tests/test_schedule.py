@@ -5,7 +5,7 @@ import math
 import pytest
 
 from slm.project import EARLY_STOPPING_KEY, Project
-from slm.train.schedule import Schedule, row_order, validation_count
+from slm.train.schedule import Schedule, row_order, step_tokens, validation_count
 
 ROOT_CONFIG = "fine-tuning/olive-config.json"
 
@@ -35,6 +35,20 @@ def test_every_row_comes_once_per_pass_and_the_last_pass_is_cut(rows, steps, bat
     assert order == row_order(rows, steps, batch_size, seed=42)  # deterministic
     if full_passes >= 2:
         assert order[:rows] != order[rows : 2 * rows]  # each pass in its own order
+
+
+def test_a_step_costs_its_batches_padded_to_their_longest_row_cut_at_max_seq_len():
+    """The forecast's tokens of a step are those Olive's collator builds: each batch padded, not each row to the cap."""
+    schedule = Schedule(8, batch_size=4, epochs=1, min_steps=2, step_cap=2)
+    order = row_order(8, 2, 4, seed=42)
+    lengths = [10, 10, 10, 10, 10, 10, 10, 300]  # one long row: its batch pads to it, the other batch does not
+    long_batch = 0 if 7 in order[:4] else 1
+    padded = [4 * 10, 4 * 10]
+    padded[long_batch] = 4 * 300
+    assert step_tokens(lengths, schedule, 42, None) == (sum(padded) / 2, 4 * 300)
+    padded[long_batch] = 4 * 128
+    assert step_tokens(lengths, schedule, 42, 128) == (sum(padded) / 2, 4 * 128)  # cut at max_seq_len
+    assert step_tokens([10] * 8, schedule, 42, 128) == (40, 40)
 
 
 VALIDATION_COUNTS = [(1, 0), (2, 1), (5, 1), (10, 1), (15, 2), (216, 22), (1_600, 160), (10_000, 200)]

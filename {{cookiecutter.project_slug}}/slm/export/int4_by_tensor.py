@@ -4,7 +4,7 @@ onnxruntime-genai 0.14.1's builder keeps every MatMul weight as a lazy cast of t
 quantizes at the end (`Model.to_int4`): it turns the whole graph into one protobuf, every weight cast to fp32
 (15.2 GB for Phi-3-mini, on top of the 7.6 GB PyTorch model in bfloat16), then hands it to onnxruntime's
 MatMulNBitsQuantizer. Measured at full size: the export was killed at 22.1 GiB; one weight at a time, the whole
-`olive run` peaks at 12.4 GiB (docs/measurements.md, "The int4 build one weight at a time").
+`olive run` peaks at 11.6 GiB (Phi-4-mini: 13.4 GiB; docs/measurements.md, "The int4 build one weight at a time").
 
 `quantize_one_matmul_at_a_time` gives the same quantizer, with the same settings, one MatMul at a time: a graph
 of that one node and its weight, quantized, and the result put where the MatMul was. Only one weight is ever in

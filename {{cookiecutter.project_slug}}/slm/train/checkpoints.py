@@ -15,9 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+from slm.data import load_rows
 from slm.errors import UserError
 from slm.project import Project
-from slm.train.footprint import check_fits
+from slm.train import data_report
+from slm.train.footprint import check_fits, rows_step_tokens
 
 logger = logging.getLogger("olive.slm")
 
@@ -124,11 +126,21 @@ def move_aside(checkpoints: Path, why: str) -> None:
     logger.warning("%s %s: moved to %s; training starts at step 0", checkpoints.as_posix(), why, aside.as_posix())
 
 
+def training_step_tokens(project):
+    """The training file's steps, (mean, largest) tokens, for the forecast of a CPU run (prepare.py's counting: a
+    file changed or a max_seq_len raised since is seen here); None on a GPU or before there is a training file."""
+    if project.training_device != "cpu" or not project.train_file.is_file():
+        return None
+    rows = load_rows(project.train_file, project.task)
+    return rows_step_tokens(project, data_report.row_lengths(project, rows)[0])
+
+
 def check_project_at_start():
     """Run when Olive reads the config, before any pass: what must hold before Olive looks at its cache.
 
     - The data files still match the recorded data_version, else stop with what to do.
-    - The run's forecast peak memory on CPU fits this machine (slm/train/footprint.py), else stop with what would.
+    - The run's forecast peak memory on CPU, for steps of the training file's rows, fits this machine
+      (slm/train/footprint.py), else stop with what would.
     - The checkpoint folder exists: Olive 0.13 keys its cache on `training_args.output_dir` written as
       an absolute path when that folder exists and as given when it does not, so without it the run after
       the first would miss the cache and redo every pass.
@@ -143,7 +155,7 @@ def check_project_at_start():
     if problem:
         sys.exit(f"ERROR: {problem}")
     try:
-        expected = check_fits(project)
+        expected = check_fits(project, step_tokens=training_step_tokens(project))
     except UserError as error:
         sys.exit(f"ERROR: {error}")
     if expected:

@@ -18,6 +18,7 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from slm.engines import load_tokenizer
 from slm.errors import UserError
 from slm.metrics import label_set
 from slm.train.schedule import validation_count
@@ -202,4 +203,16 @@ def refuse_conflicts(source, conflicts, report_name):
     raise UserError(
         f"{source}: inputs with different answers (rows {groups}{more}): give each input one "
         f"answer or drop the rows it should not have (without --strict they are kept and listed in {report_name})"
+    )
+
+
+def row_lengths(project, rows):
+    """(each row's training text in tokens, how they were counted): with the base model's tokenizer when
+    model-cache/ has it, else estimated."""
+    task, model_dir = project.task, project.base_model_dir
+    if (model_dir / "tokenizer_config.json").is_file() or (model_dir / "tokenizer.json").is_file():
+        return token_lengths(rows, task, load_tokenizer(model_dir)), "tokens"
+    return estimated_lengths(rows, task), (
+        f"tokens, estimated at {CHARACTERS_PER_TOKEN} characters a token until "
+        "`python setup/get_model.py` brings the base model's tokenizer"
     )

@@ -9,10 +9,11 @@ unless MEMORY_OVERRIDE is set in the environment.
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from slm.errors import UserError
+from slm.train.schedule import ORDER_SEED, project_schedule, step_tokens
 
 # set to 1 to run a forecast over this machine's memory anyway (swap, a better forecast of your own)
 MEMORY_OVERRIDE = "SLM_IGNORE_MEMORY_FORECAST"
@@ -20,28 +21,80 @@ GIB = 2**30
 
 
 @dataclass(frozen=True)
+class ByTokens:
+    """A figure that grows with a training step's tokens, through measured (tokens, value) points in tokens' order:
+    straight lines between them, the last line carried past the last point; one point is a figure that does not
+    grow (its growth not measured)."""
+
+    points: tuple[tuple[float, float], ...]
+
+    def at(self, tokens: float) -> float:
+        if len(self.points) == 1:
+            return self.points[0][1]
+        pairs = list(zip(self.points, self.points[1:], strict=False))
+        (x0, y0), (x1, y1) = next(((low, high) for low, high in pairs if tokens <= high[0]), pairs[-1])
+        return y0 + (y1 - y0) * (tokens - x0) / (x1 - x0)
+
+    def scaled(self, factor: float) -> "ByTokens":
+        return ByTokens(tuple((tokens, value * factor) for tokens, value in self.points))
+
+
+@dataclass(frozen=True)
 class Measured:
     model_type: str  # config.json's: a shape of the same family is scaled from this row first
     parameters: int
-    seconds_per_step: float
     batch_size: int
-    # each stage's peak resident memory in GiB (training, merge, export)
+    # seconds of a training step by its tokens (each batch padded to its longest row: schedule.step_tokens's mean)
+    step_seconds: ByTokens
+    # the training stage's peak GiB by the tokens of the largest step (schedule.step_tokens's largest)
+    training_gib: ByTokens
+    # the merge and export stages' peak GiB: they do not read the rows
     peaks: dict
+    # a step of the sample's rows (mean, largest): the forecast before a data file is read
+    sample_tokens: tuple[int, int]
 
 
-# Measured on a 2-core x86_64 CPU (AVX-512, AMX), 24 GiB, no GPU:
+# Measured on a 2-core x86_64 CPU (AVX-512, AMX), 24 GiB, no GPU; docs/training.md, "Time per step", and
+# docs/measurements.md, "olive run at full size" (scripts/measure_full_size.py: the whole olive run of a project
+# rendered with the default answers; peaks of its process tree, the export's with the int4 recipes of the export
+# search built one weight at a time, the lm_head first, and scored).
 MEASURED = {
-    # docs/measurements.md, "olive run at full size": scripts/measure_full_size.py, the whole olive run of a project
-    # rendered with the default answers on a random-weight 32-layer Phi-3-mini (2 steps of the sample's rows,
-    # bfloat16, gradient checkpointing: 6.2 s a step). Peaks of the process tree; the export: the int4
-    # recipes of the export search, built one weight at a time (slm/export/int4_by_tensor.py), and their scoring
-    "Phi-3-mini-4k-instruct": Measured("phi3", 3_821_079_552, 6.2, 4, {"training": 9.6, "merge": 9.0, "export": 12.4}),
-    # the same for a random-weight 32-layer Phi-4-mini (its four recipes built and scored); 12 s a step here is the
-    # LoRA pass's time less its two evaluations and over its two steps (checkpoint saves included)
-    "Phi-4-mini-instruct": Measured("phi3", 3_836_021_760, 12.0, 4, {"training": 9.8, "merge": 8.6, "export": 13.4}),
-    # seconds: the demo's olive run when the schedule was added (commit 94cef98), batch 8; peaks: the process tree of
-    # the default answers' olive run, 2 steps (docs/measurements.md, "olive run at full size")
-    "SmolLM2-135M-Instruct": Measured("llama", 134_515_008, 1.8, 8, {"training": 2.1, "merge": 1.2, "export": 3.1}),
+    # a random-weight 32-layer Phi-3-mini, bfloat16 and gradient checkpointing, 2 steps each: the sample's rows
+    # (122 tokens a step: 6.2 s, 9.6 GiB; four recipes searched: merge 8.4, export 11.6 GiB) and 29 rows of
+    # debates-party statements joined to 600-870 tokens (3,324 tokens a step, the largest about 3,460: 349.5 s a
+    # step, 15.0 GiB; one recipe: merge 10.2, export 13.5 GiB, the higher figures kept)
+    "Phi-3-mini-4k-instruct": Measured(
+        "phi3",
+        3_821_079_552,
+        4,
+        step_seconds=ByTokens(((0, 0.0), (122, 6.2), (3324, 349.5))),
+        training_gib=ByTokens(((124, 9.6), (3460, 15.0))),
+        peaks={"merge": 10.2, "export": 13.5},
+        sample_tokens=(122, 136),
+    ),
+    # the same for a random-weight 32-layer Phi-4-mini on the sample's rows (its four recipes built and scored); 12 s
+    # a step is the LoRA pass's time less its two evaluations and over its two steps (checkpoint saves included)
+    "Phi-4-mini-instruct": Measured(
+        "phi3",
+        3_836_021_760,
+        4,
+        step_seconds=ByTokens(((0, 0.0), (122, 12.0))),
+        training_gib=ByTokens(((124, 9.8),)),
+        peaks={"merge": 8.6, "export": 13.4},
+        sample_tokens=(122, 136),
+    ),
+    # seconds: the least-squares line (scripts/measure_step_time.py) through 9 olive runs on 4 public data sets of
+    # 17-65 tokens a row (200-910 tokens a step), each within 21% of it (the sample's 252 tokens: 1.9 s); peaks: the
+    # default answers' olive run on the sample, 2 steps (the training peak's growth with longer rows not measured)
+    "SmolLM2-135M-Instruct": Measured(
+        "llama",
+        134_515_008,
+        8,
+        step_seconds=ByTokens(((0, 1.20), (910, 3.81))),
+        training_gib=ByTokens(((272, 2.1),)),
+        peaks={"merge": 1.2, "export": 3.1},
+        sample_tokens=(252, 272),
+    ),
 }
 
 
@@ -71,18 +124,54 @@ def parameter_count(config: dict) -> int:
 @dataclass(frozen=True)
 class Forecast:
     basis: str  # the MEASURED row scaled from
-    estimated: bool
-    seconds_per_step: float
+    scale: float  # parameters over the row's
     batch_size: int
-    peaks: dict
+    # a step's tokens (mean, largest): the training rows' own when the caller has them (prepare.py), else the sample's
+    step_tokens: tuple[float, float]
+    from_data: bool = False
+    exports_adapter: bool = False
+
+    @property
+    def estimated(self) -> bool:
+        return self.scale != 1
+
+    @property
+    def row(self) -> Measured:
+        return MEASURED[self.basis]
+
+    def for_rows(self, step_tokens: tuple[float, float]) -> "Forecast":
+        """The same forecast for steps of the training rows' own length (schedule.step_tokens)."""
+        return replace(self, step_tokens=step_tokens, from_data=True)
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.row.step_seconds.scaled(self.scale).at(self.step_tokens[0])
+
+    @property
+    def peaks(self) -> dict:
+        training = self.row.training_gib.scaled(self.scale).at(self.step_tokens[1])
+        stages = {"training": training, **{stage: gib * self.scale for stage, gib in self.row.peaks.items()}}
+        if self.exports_adapter:  # no merged model is written
+            del stages["merge"]
+        return stages
 
     def describe(self) -> str:
         how = f"estimated from {self.basis} by parameter count" if self.estimated else f"measured on {self.basis}"
+        rows = "these rows" if self.from_data else "the sample's rows"
         stages = ", ".join(f"{stage} {gib:.1f} GiB" for stage, gib in self.peaks.items())
         return (
             f"forecast on a 2-core CPU ({how}): {self.seconds_per_step:.0f} s per training step of {self.batch_size} "
-            f"rows; peak memory {stages}"
+            f"rows ({self.step_tokens[0]:.0f} tokens padded, {rows}); peak memory {stages}"
         )
+
+
+def rows_step_tokens(project, train_lengths: list[int]) -> tuple[float, int] | None:
+    """(mean, largest) tokens of the training steps olive run will make of these rows (their lengths in tokens);
+    None without a schedule or rows."""
+    schedule = project_schedule(project, len(train_lengths))
+    if schedule is None or not train_lengths:
+        return None
+    return step_tokens(train_lengths, schedule, project.pre_process.get("seed", ORDER_SEED), project.max_seq_len)
 
 
 def model_shape(project) -> tuple[str | None, str | None, int | None]:
@@ -108,14 +197,13 @@ def forecast(project) -> Forecast | None:
     model_type = model_type or measured.model_type
     basis = name if measured and measured.parameters == parameters else nearest(model_type, parameters)
     row = MEASURED[basis]
-    scale = parameters / row.parameters
-    stages = ["training", "merge", "export"] if not project.exports_adapter else ["training", "export"]
+    ratio = project.batch_size / row.batch_size
     return Forecast(
         basis=basis,
-        estimated=scale != 1,
-        seconds_per_step=row.seconds_per_step * scale * project.batch_size / row.batch_size,
+        scale=parameters / row.parameters,
         batch_size=project.batch_size,
-        peaks={stage: row.peaks[stage] * scale for stage in stages},
+        step_tokens=(row.sample_tokens[0] * ratio, row.sample_tokens[1] * ratio),
+        exports_adapter=project.exports_adapter,
     )
 
 
@@ -145,18 +233,25 @@ def machine_memory_gib() -> float | None:
 ON_A_GPU = "a GPU (device cuda, or cuda-train-cpu-run for a model that runs on CPU)"
 
 
-def what_would_fit(stage: str) -> str:
+def what_would_fit(stage: str, expected: Forecast) -> str:
     if stage == "training":
-        return f"QLoRA (finetune_method qlora: a 4-bit base), {ON_A_GPU}, or a machine with more memory"
+        rows = (
+            f"fewer rows per batch (per_device_train_batch_size) or a shorter max_seq_len (the largest step of "
+            f"{'these' if expected.from_data else 'the sample'} rows: {expected.step_tokens[1]:.0f} tokens), "
+        )
+        return f"{rows}QLoRA (finetune_method qlora: a 4-bit base), {ON_A_GPU}, or a machine with more memory"
     return f"{ON_A_GPU} or a machine with more memory"
 
 
-def check_fits(project, memory_gib: float | None = None) -> Forecast | None:
-    """The forecast, after refusing (UserError) a CPU run whose forecast peak is more than this machine's memory.
-    None for a run that trains on a GPU (its model may still run on CPU): the figures are of CPU runs."""
+def check_fits(project, memory_gib: float | None = None, step_tokens=None) -> Forecast | None:
+    """The forecast (for steps of `step_tokens`, (mean, largest), when the caller has read the rows), after refusing
+    (UserError) a CPU run whose forecast peak is more than this machine's memory. None for a run that trains on a
+    GPU (its model may still run on CPU): the figures are of CPU runs."""
     if project.training_device != "cpu":
         return None
     expected = forecast(project)
+    if expected is not None and step_tokens is not None:
+        expected = expected.for_rows(step_tokens)
     memory_gib = memory_gib or machine_memory_gib()
     if expected is None or memory_gib is None or os.environ.get(MEMORY_OVERRIDE) == "1":
         return expected
@@ -164,6 +259,7 @@ def check_fits(project, memory_gib: float | None = None) -> Forecast | None:
     if peak > memory_gib:
         raise UserError(
             f"{project.base_model_dir.name}'s {stage} stage is forecast to peak at {peak:.1f} GiB on CPU, more than "
-            f"this machine's {memory_gib:.1f} GiB: use {what_would_fit(stage)} ({MEMORY_OVERRIDE}=1 runs it anyway)"
+            f"this machine's {memory_gib:.1f} GiB: use {what_would_fit(stage, expected)} ({MEMORY_OVERRIDE}=1 runs "
+            "it anyway)"
         )
     return expected

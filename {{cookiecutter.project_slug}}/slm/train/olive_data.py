@@ -49,7 +49,7 @@ from slm.project import Project
 from slm.prompts import ChatTask, ColumnsTask, common_prefix
 from slm.train.checkpoints import check_project_at_start, guard_checkpoints
 from slm.train.early_stopping import stop_early_after
-from slm.train.schedule import Schedule, row_order
+from slm.train.schedule import ORDER_SEED, Schedule, row_order
 from slm.train.training_meter import meter_training_when_asked
 
 IGNORE_INDEX = -100  # olive.data.constants.IGNORE_INDEX, the label PyTorch's loss skips
@@ -187,7 +187,7 @@ def answer_only_pre_process(
     epochs: float | None = None,
     min_steps: int = 1,
     step_cap: int = 1_000_000,
-    seed: int = 42,
+    seed: int = ORDER_SEED,
     data_version: str | None = None,
     early_stopping_patience: int | None = None,
     **kwargs,

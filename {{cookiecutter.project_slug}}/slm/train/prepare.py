@@ -28,29 +28,26 @@ import argparse
 from pathlib import Path
 
 from slm.data import check_rows, read_records, write_together
-from slm.engines import load_tokenizer
 from slm.errors import UserError, cli
 from slm.metrics import MAX_LABELS, label_set, short_answer
 from slm.project import Project
 from slm.prompts import ColumnsTask
 from slm.train import data_report
-from slm.train.footprint import check_fits
-from slm.train.schedule import Schedule, estimated_seconds
+from slm.train.footprint import check_fits, rows_step_tokens
+from slm.train.schedule import project_schedule
 
 
-def schedule_report(project, train_rows, expected):
-    """What training on these rows will cost, by the schedule olive run applies, and `expected`, the memory forecast
-    (footprint.check_fits's), when there is one."""
-    settings = project.schedule_settings
-    if settings is None:
+def schedule_report(project, schedule, expected):
+    """What training will cost: the schedule olive run applies and `expected`, the forecast for these rows."""
+    if schedule is None:
         fixed = project.training_args.get("max_steps")
         return f"schedule: no epochs key in the training data's pre-processing: {fixed or 'one pass over the rows'}"
-    schedule = Schedule(train_rows, project.batch_size, **settings, fixed_steps=project.training_args.get("max_steps"))
     line = f"schedule: {schedule.describe()}"
-    seconds = estimated_seconds(project.base_model_dir.name, schedule)
-    if seconds is not None:
-        line += f"; about {seconds / 60:.0f} min of training on a 2-core CPU"
-    return line + (f"\n{expected.describe()}" if expected else "")
+    if expected is None:
+        return line
+    minutes = expected.seconds_per_step * schedule.steps / 60
+    duration = f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} hours"
+    return f"{line}; about {duration} of training on a 2-core CPU\n{expected.describe()}"
 
 
 def columns_as_messages(records, columns, system_prompt, source):
@@ -77,20 +74,10 @@ def columns_as_messages(records, columns, system_prompt, source):
     ]
 
 
-def length_findings(project, rows, numbers, report_name):
-    """(row numbers over max_seq_len, summary line or None): counted with the base model's tokenizer when
-    model-cache/ has it, else estimated."""
+def length_findings(project, lengths, how, numbers, report_name):
+    """(row numbers over max_seq_len, summary line or None)."""
     if not project.max_seq_len:
         return [], None
-    task, model_dir = project.task, project.base_model_dir
-    if (model_dir / "tokenizer_config.json").is_file() or (model_dir / "tokenizer.json").is_file():
-        lengths, how = data_report.token_lengths(rows, task, load_tokenizer(model_dir)), "tokens"
-    else:
-        lengths = data_report.estimated_lengths(rows, task)
-        how = (
-            f"tokens, estimated at {data_report.CHARACTERS_PER_TOKEN} characters a token until "
-            "`python setup/get_model.py` brings the base model's tokenizer"
-        )
     too_long = [number for number, length in zip(numbers, lengths, strict=True) if length > project.max_seq_len]
     if not too_long:
         return [], f"lengths: the longest row is {max(lengths)} {how}, within max_seq_len {project.max_seq_len}"
@@ -163,7 +150,7 @@ def repeat_findings(repeats, report_name):
 def prepare(
     project, source, eval_ratio, seed, to=None, system_prompt=None, columns=None, keep_duplicates=False, strict=False
 ):
-    expected = check_fits(project)  # before anything is read or written: a run this machine cannot hold is refused
+    check_fits(project)  # before anything is read or written: a run this machine cannot hold is refused
     task = project.task
     source = Path(source)
     outputs = (project.train_file, project.validation_file, project.eval_file)
@@ -185,7 +172,8 @@ def prepare(
     references = [task.reference(row).strip() for row in kept]
     labels = data_report.answer_labels(references)[0]
     splits = data_report.split_rows(kept, task, labels and references, eval_ratio, seed, project.batch_size, source)
-    too_long, length_line = length_findings(project, kept, numbers, report_name)
+    lengths, how = data_report.row_lengths(project, kept)
+    too_long, length_line = length_findings(project, lengths, how, numbers, report_name)
     counts = data_report.label_counts(kept, task, splits, labels)
     report = {
         "rows": len(rows),
@@ -206,6 +194,9 @@ def prepare(
     if length_line:
         summary.append(length_line)
     train, validation, evaluation = ([kept[index] for index in indices] for indices in splits)
+    schedule = project_schedule(project, len(train))
+    # the same refusal for steps of these rows (long rows make a step, and its memory, larger), before any write
+    expected = check_fits(project, step_tokens=rows_step_tokens(project, [lengths[index] for index in splits[0]]))
     write_together([(outputs[0], train), (outputs[1], validation), (outputs[2], evaluation), (report_file, report)])
     summary.append(
         f"wrote {outputs[0].as_posix()} ({len(train)} rows), {outputs[1].as_posix()} ({len(validation)} rows) "
@@ -213,7 +204,7 @@ def prepare(
         f"the report: {report_name}"
     )
     project.record_data_version()
-    summary.append(schedule_report(project, len(train), expected))
+    summary.append(schedule_report(project, schedule, expected))
     return summary
 
 

@@ -17,11 +17,11 @@ import math
 import random
 from dataclasses import dataclass
 
-from slm.train.footprint import MEASURED
-
 # validation rows carved out of the training rows by prepare.py: a tenth, at most this many
 VALIDATION_RATIO = 0.1
 MAX_VALIDATION_ROWS = 200
+# the order of the rows in each pass, when the pre-processing config does not set `seed`
+ORDER_SEED = 42
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,20 @@ def validation_count(rows: int) -> int:
     return min(MAX_VALIDATION_ROWS, max(1, round(rows * VALIDATION_RATIO)), rows - 1)
 
 
-def estimated_seconds(model_dir_name: str, schedule: Schedule) -> float | None:
-    """Training time on a 2-core CPU like the one measured (slm/train/footprint.py), scaled by batch size; None if not
-    measured."""
-    measured = MEASURED.get(model_dir_name)
-    if measured is None:
+def step_tokens(lengths: list[int], schedule: Schedule, seed: int, max_seq_len: int | None) -> tuple[float, int]:
+    """(the mean, the largest) tokens a training step computes on: the schedule's batches of these rows (their token
+    lengths), each padded to its longest row (Olive's LoRA collator pads a batch, not every row to max_seq_len), cut
+    at max_seq_len. The mean sets the time, the largest the training's peak memory."""
+    order = row_order(len(lengths), schedule.steps, schedule.batch_size, seed)
+    cap = max_seq_len or max(lengths)
+    batches = (order[start : start + schedule.batch_size] for start in range(0, len(order), schedule.batch_size))
+    padded = [len(batch) * min(cap, max(lengths[index] for index in batch)) for batch in batches]
+    return sum(padded) / schedule.steps, max(padded)
+
+
+def project_schedule(project, train_rows: int) -> Schedule | None:
+    """The schedule olive run applies to this many training rows; None without one (no epochs key)."""
+    settings = project.schedule_settings
+    if settings is None:
         return None
-    return measured.seconds_per_step * schedule.steps * schedule.batch_size / measured.batch_size
+    return Schedule(train_rows, project.batch_size, **settings, fixed_steps=project.training_args.get("max_steps"))
