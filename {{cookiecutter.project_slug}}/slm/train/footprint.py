@@ -46,10 +46,10 @@ class Measured:
     batch_size: int
     # seconds of a training step by its tokens (each batch padded to its longest row: schedule.step_tokens's mean)
     step_seconds: ByTokens
-    # the training stage's peak GiB by the tokens of the largest step (schedule.step_tokens's largest)
-    training_gib: ByTokens
-    # the merge and export stages' peak GiB: they do not read the rows
-    peaks: dict
+    # each stage's peak GiB (training, merge, export) by the tokens of the largest step (schedule.step_tokens's
+    # largest): the training's activations grow with it, and olive run's one process keeps part of what the
+    # training took through the merge and the export
+    stage_gib: dict
     # a step of the sample's rows (mean, largest): the forecast before a data file is read
     sample_tokens: tuple[int, int]
 
@@ -57,42 +57,53 @@ class Measured:
 # Measured on a 2-core x86_64 CPU (AVX-512, AMX), 24 GiB, no GPU; docs/training.md, "Time per step", and
 # docs/measurements.md, "olive run at full size" (scripts/measure_full_size.py: the whole olive run of a project
 # rendered with the default answers; peaks of its process tree, the export's with the int4 recipes of the export
-# search built one weight at a time, the lm_head first, and scored).
+# search built one weight at a time, the lm_head first, and scored). The long rows: 29 rows of debates-party
+# statements joined to 600-870 tokens (`--data`, export search off).
 MEASURED = {
     # a random-weight 32-layer Phi-3-mini, bfloat16 and gradient checkpointing, 2 steps each: the sample's rows
-    # (122 tokens a step: 6.2 s, 9.6 GiB; four recipes searched: merge 8.4, export 11.6 GiB) and 29 rows of
-    # debates-party statements joined to 600-870 tokens (3,324 tokens a step, the largest about 3,460: 349.5 s a
-    # step, 15.0 GiB; one recipe: merge 10.2, export 13.5 GiB, the higher figures kept)
+    # (122 tokens a step, the largest 124: 6.2 s; four recipes searched) and the long rows (3,324 tokens a step,
+    # the largest about 3,460: 349.5 s)
     "Phi-3-mini-4k-instruct": Measured(
         "phi3",
         3_821_079_552,
         4,
         step_seconds=ByTokens(((0, 0.0), (122, 6.2), (3324, 349.5))),
-        training_gib=ByTokens(((124, 9.6), (3460, 15.0))),
-        peaks={"merge": 10.2, "export": 13.5},
+        stage_gib={
+            "training": ByTokens(((124, 9.6), (3460, 15.0))),
+            "merge": ByTokens(((124, 8.4), (3460, 10.2))),
+            "export": ByTokens(((124, 11.6), (3460, 13.5))),
+        },
         sample_tokens=(122, 136),
     ),
-    # the same for a random-weight 32-layer Phi-4-mini on the sample's rows (its four recipes built and scored); 12 s
-    # a step is the LoRA pass's time less its two evaluations and over its two steps (checkpoint saves included)
+    # the same for a random-weight 32-layer Phi-4-mini: the sample's rows (four recipes searched; 12 s a step is the
+    # LoRA pass's time less its two evaluations over its two steps, checkpoint saves included) and the long rows
+    # (3,252 tokens a step, the largest 3,392: 341.5 s; its 200,064-token vocabulary's logits make the training's
+    # memory grow twice as fast as Phi-3-mini's)
     "Phi-4-mini-instruct": Measured(
         "phi3",
         3_836_021_760,
         4,
-        step_seconds=ByTokens(((0, 0.0), (122, 12.0))),
-        training_gib=ByTokens(((124, 9.8),)),
-        peaks={"merge": 8.6, "export": 13.4},
+        step_seconds=ByTokens(((0, 0.0), (122, 12.0), (3252, 341.5))),
+        stage_gib={
+            "training": ByTokens(((124, 9.8), (3392, 20.4))),
+            "merge": ByTokens(((124, 8.6), (3392, 10.2))),
+            "export": ByTokens(((124, 13.4), (3392, 15.8))),
+        },
         sample_tokens=(122, 136),
     ),
     # seconds: the least-squares line (scripts/measure_step_time.py) through 9 olive runs on 4 public data sets of
-    # 17-65 tokens a row (200-910 tokens a step), each within 21% of it (the sample's 252 tokens: 1.9 s); peaks: the
-    # default answers' olive run on the sample, 2 steps (the training peak's growth with longer rows not measured)
+    # 17-65 tokens a row (200-910 tokens a step), each within 21% of it (the sample's 252 tokens: 1.9 s); memory: the
+    # default answers' olive run on the sample, 2 steps (its growth with longer rows not measured)
     "SmolLM2-135M-Instruct": Measured(
         "llama",
         134_515_008,
         8,
         step_seconds=ByTokens(((0, 1.20), (910, 3.81))),
-        training_gib=ByTokens(((272, 2.1),)),
-        peaks={"merge": 1.2, "export": 3.1},
+        stage_gib={
+            "training": ByTokens(((272, 2.1),)),
+            "merge": ByTokens(((272, 1.2),)),
+            "export": ByTokens(((272, 3.1),)),
+        },
         sample_tokens=(252, 272),
     ),
 }
@@ -149,8 +160,7 @@ class Forecast:
 
     @property
     def peaks(self) -> dict:
-        training = self.row.training_gib.scaled(self.scale).at(self.step_tokens[1])
-        stages = {"training": training, **{stage: gib * self.scale for stage, gib in self.row.peaks.items()}}
+        stages = {stage: line.scaled(self.scale).at(self.step_tokens[1]) for stage, line in self.row.stage_gib.items()}
         if self.exports_adapter:  # no merged model is written
             del stages["merge"]
         return stages
