@@ -66,7 +66,8 @@ def test_the_measured_model_gets_its_measured_figures(phi_project):
     expected = footprint.forecast(phi_project())
     assert not expected.estimated
     measured = footprint.MEASURED["Phi-3-mini-4k-instruct"]
-    assert expected.peaks == {stage: line.at(expected.step_tokens[1]) for stage, line in measured.stage_gib.items()}
+    stages = ["training", "export"] if expected.exports_adapter else ["training", "merge", "export"]
+    assert expected.peaks == {stage: measured.stage_gib[stage].at(expected.step_tokens[1]) for stage in stages}
     line = expected.describe()
     assert line.startswith("forecast on a 2-core CPU (measured on Phi-3-mini-4k-instruct)")
     assert "s per training step" in line and "GiB" in line
@@ -83,7 +84,7 @@ def test_longer_rows_make_a_longer_step_and_more_memory_and_the_line_says_whose_
     assert f"({expected.step_tokens[0]:.0f} tokens padded, the sample's rows)" in expected.describe()
     longer = expected.for_rows((4 * 1024, 4 * 1024))
     assert longer.seconds_per_step > 10 * expected.seconds_per_step
-    assert longer.peaks["training"] > expected.peaks["training"] > expected.peaks["merge"]
+    assert longer.peaks["training"] > expected.peaks["training"]
     assert longer.peaks["training"] > longer.peaks["export"] > expected.peaks["export"]  # the training's leftovers
     assert "(4096 tokens padded, these rows)" in longer.describe()
 
@@ -178,12 +179,17 @@ def test_olive_run_sizes_the_training_by_the_training_files_rows(phi_project, mo
     OLIVE_CONFIG.write_text(json.dumps(config), encoding="utf-8")
     project = Project.load()
     monkeypatch.setattr(footprint, "machine_memory_gib", lambda: 15.0)
-    columns = project.task.columns
     project.train_file.parent.mkdir(parents=True, exist_ok=True)
 
     def write_rows(text):
-        rows = [{columns[0]: text, columns[1]: "joy"} for _ in range(16)]
-        project.train_file.write_text(json.dumps(rows), encoding="utf-8")
+        if project.data_format == "messages":
+            turns = [{"role": "user", "content": text}, {"role": "assistant", "content": "joy"}]
+            lines = [json.dumps({"messages": turns})] * 16
+            project.train_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        else:
+            columns = project.task.columns
+            rows = [{columns[0]: text, columns[1]: "joy"} for _ in range(16)]
+            project.train_file.write_text(json.dumps(rows), encoding="utf-8")
         return checkpoints.training_step_tokens(project)
 
     short = write_rows("a short sentence")
