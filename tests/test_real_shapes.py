@@ -64,6 +64,26 @@ GREEDY_AGREEMENT = 0.3
 TOP5_AGREEMENT = 0.7
 
 
+# CI's Phi-4-mini run exports fp32 (the same builder, RoPE and graph but the quantizer), for CI's 20 minutes: its
+# int4 build and the fp32 one to compare it with cost 32 s more (168.3 s against 136.3 s, docs/measurements.md), and
+# two CI runs with it took 1,160 and 1,205 s. The release tier builds its int4 (rtn_last, one weight at a time, the
+# whole full-size olive run at 13.4 GiB) and holds it to the same arg-max agreement as the Phi-3 shapes.
+FP32_ONLY = set() if FULL_SUITE else {"microsoft/Phi-4-mini-instruct"}
+
+
+def export_fp32(project):
+    """The rendered config with ModelBuilder writing fp32 (the int4 settings dropped)."""
+    config = project.read_json("fine-tuning/olive-config.json")
+    builder = config["passes"]["builder"]["config"]
+    config["passes"]["builder"]["config"] = {
+        **{key: value for key, value in builder.items() if not key.startswith("int4")},
+        "precision": "fp32",
+    }
+    # only Olive's own keys taken out and precision set: the strict check of every model's fp32 config is
+    # test_bake's (test_every_combination_renders_a_config_olive_accepts_or_is_refused)
+    (project.path / "fine-tuning/olive-config.json").write_text(json.dumps(config, indent=2))
+
+
 @pytest.fixture(scope="session")
 def phi_shape_dir(tmp_path_factory, demo_model_dir):
     """The one-layer random-weight model of a published Phi shape: every shape this session uses written at the
@@ -129,6 +149,8 @@ def trained_shape(cookies_session, phi_shape_dir):
             answers |= NO_SEARCH
             project = BakedProject(cookies_session.bake(extra_context={**OFFLINE, **answers}))
             check_first_recipe(project, model)
+            if model in FP32_ONLY:
+                export_fp32(project)
             _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
             trained[model] = TrainedShape(model, shape, answers, project)
         return trained[model]
@@ -151,18 +173,21 @@ def test_real_shape_export_matches_pytorch(trained_shape, tmp_path, model):
     assert genai["eos_token_id"] == published["eos_token_id"]
 
     merged = project.module("slm.project").merged_model_dir(model_dir)
-    # the fp32 export built in the same process as the comparison (one start of torch and the builder)
-    fp32_dir, export = tmp_path / "fp32", ["--export-fp32", str(tmp_path / "builder-cache")]
+    if model in FP32_ONLY:
+        fp32_dir, int4_dir, export = model_dir, "none", []
+    else:  # the fp32 export built in the same process as the comparison (one start of torch and the builder)
+        fp32_dir, int4_dir, export = tmp_path / "fp32", model_dir, ["--export-fp32", str(tmp_path / "builder-cache")]
     base = ["--base", str(trained.shape)]
     compared = project.run(
-        str(FIDELITY), "compare", str(merged), str(fp32_dir), str(model_dir), str(trained.shape), *export, *base
+        str(FIDELITY), "compare", str(merged), str(fp32_dir), str(int4_dir), str(trained.shape), *export, *base
     )
     figures = json.loads(_check(compared).stdout.strip().splitlines()[-1])
     print(f"\n{model}: {figures}")
     assert figures["difference"] <= LOGIT_TOLERANCE and figures["far_difference"] <= LOGIT_TOLERANCE, figures
     # the fine-tune's one step moves the logits by more than the tolerance: an export without the LoRA delta fails
     assert figures["base_difference"] > LOGIT_TOLERANCE, figures
-    assert figures["greedy"] >= GREEDY_AGREEMENT and figures["top5"] >= TOP5_AGREEMENT, figures
+    if model not in FP32_ONLY:
+        assert figures["greedy"] >= GREEDY_AGREEMENT and figures["top5"] >= TOP5_AGREEMENT, figures
 
     subset = eval_subset(project, 2)
     scored = _check(project.run("inferences/infer.py", "--eval", str(subset), "--max-new-tokens", "4"))
@@ -216,6 +241,8 @@ def export_as_adapter(model, project, bake, answers):
     assert config["passes"]["finetune"] == project.read_json("fine-tuning/olive-config.json")["passes"]["finetune"]
     (project.path / "gen-model/model").rename(project.path / "gen-model/merged-model")
     (project.path / "fine-tuning/olive-config.json").write_text(json.dumps(config, indent=2))
+    if model in FP32_ONLY:
+        export_fp32(project)
     exported = _check(project.run("-m", "olive", "run", "--config", "fine-tuning/olive-config.json"))
     assert "Loaded model from cache" in exported.stdout + exported.stderr
     assert (project.path / ADAPTER).is_file()
