@@ -60,9 +60,9 @@ def render_template(template, out, answers):
 
 def variant_suffix(extra_answers, settings=()):
     """A folder-name suffix for the answers and config settings a measured project differs by."""
-    named = [*(f"{name.strip('_')}-{value}" for name, value in extra_answers.items())]
-    named += [f"{setting.split('=', 1)[0].split('.')[-1]}-{setting.split('=', 1)[1]}" for setting in settings]
-    return "".join(f"-{name}" for name in named)
+    pairs = [(name.strip("_"), value) for name, value in extra_answers.items()]
+    pairs += [(dotted.split(".")[-1], value) for dotted, value in (setting.split("=", 1) for setting in settings)]
+    return "".join(f"-{name}-{value}" for name, value in pairs)
 
 
 def set_config_keys(project, settings):

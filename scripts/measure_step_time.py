@@ -21,6 +21,7 @@ from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TEMPLATE / "{{cookiecutter.project_slug}}"))  # this checkout's slm, not the project's
+from slm.data import load_rows  # noqa: E402
 from slm.project import Project  # noqa: E402
 from slm.train import footprint  # noqa: E402
 from slm.train.data_report import row_lengths  # noqa: E402
@@ -47,7 +48,7 @@ def figures(folder: Path) -> dict:
     os.chdir(folder)  # the project's paths (config, data, model-cache) are relative to its root
     try:
         project = Project.load()
-        rows = json.loads(project.train_file.read_text(encoding="utf-8"))
+        rows = load_rows(project.train_file, project.task)  # columns or conversations, as olive run reads them
         lengths, _ = row_lengths(project, rows)
         steps, seconds = measured(Path("."))
         schedule = Schedule(len(rows), project.batch_size, 1, steps, steps)  # the steps it ran, in its row order
