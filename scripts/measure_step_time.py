@@ -5,7 +5,7 @@
 Each PROJECT is a rendered project after `olive run` (e.g. from scripts/measure_datasets.py), with its base model's
 tokenizer in model-cache/. For each: its training rows' token lengths (prepare.py's counting), the tokens of its
 steps (each batch of the schedule's row order padded to its longest row, cut at max_seq_len:
-slm.train.schedule.step_tokens), the seconds per step it measured (gen-model/report/training-summary.txt:
+slm.train.schedule.project_step_tokens), the seconds per step it measured (gen-model/report/training-summary.txt:
 training time over steps run, evaluations and checkpoint saves included), the forecast before this script's
 change (one figure per model whatever the rows: FLAT_FORECAST) and the forecast now (slm.train.footprint, this
 checkout's). Then the least-squares line through the measured points: how footprint.py's step_seconds are fitted.
@@ -25,7 +25,7 @@ from slm.data import load_rows  # noqa: E402
 from slm.project import Project  # noqa: E402
 from slm.train import footprint  # noqa: E402
 from slm.train.data_report import row_lengths  # noqa: E402
-from slm.train.schedule import ORDER_SEED, Schedule, step_tokens  # noqa: E402
+from slm.train.schedule import Schedule, project_step_tokens  # noqa: E402
 
 # seconds per step of 8 rows the forecast gave every SmolLM2 run before it read the rows' length
 FLAT_FORECAST = {"SmolLM2-135M-Instruct": 1.8}
@@ -52,7 +52,7 @@ def figures(folder: Path) -> dict:
         lengths, _ = row_lengths(project, rows)
         steps, seconds = measured(Path("."))
         schedule = Schedule(len(rows), project.batch_size, 1, steps, steps)  # the steps it ran, in its row order
-        tokens = step_tokens(lengths, schedule, project.pre_process.get("seed", ORDER_SEED), project.max_seq_len)
+        tokens = project_step_tokens(project, schedule, lengths)
         forecast = footprint.forecast(project).for_rows(tokens)
         flat = FLAT_FORECAST.get(forecast.basis)
     finally:

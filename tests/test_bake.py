@@ -54,6 +54,8 @@ COMMON_FILES = {
     "slm/train/footprint.py",
     "slm/train/checkpoints.py",
     "slm/train/early_stopping.py",
+    "slm/train/labelled_logits.py",
+    "tests/test_labelled_logits.py",
     "slm/train/training_meter.py",
     "tests/test_training_meter.py",
     "fine-tuning/report.py",

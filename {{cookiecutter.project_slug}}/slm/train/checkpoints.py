@@ -19,7 +19,8 @@ from slm.data import load_rows
 from slm.errors import UserError
 from slm.project import Project
 from slm.train import data_report
-from slm.train.footprint import check_fits, rows_step_tokens
+from slm.train.footprint import check_fits
+from slm.train.schedule import project_schedule, project_step_tokens
 
 logger = logging.getLogger("olive.slm")
 
@@ -132,7 +133,7 @@ def training_step_tokens(project):
     if project.training_device != "cpu" or not project.train_file.is_file():
         return None
     rows = load_rows(project.train_file, project.task)
-    return rows_step_tokens(project, data_report.row_lengths(project, rows)[0])
+    return project_step_tokens(project, project_schedule(project, len(rows)), data_report.row_lengths(project, rows)[0])
 
 
 def check_project_at_start():

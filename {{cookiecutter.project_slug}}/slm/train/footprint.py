@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from slm.errors import UserError
-from slm.train.schedule import ORDER_SEED, project_schedule, step_tokens
 
 # set to 1 to run a forecast over this machine's memory anyway (swap, a better forecast of your own)
 MEMORY_OVERRIDE = "SLM_IGNORE_MEMORY_FORECAST"
@@ -58,36 +57,37 @@ class Measured:
 # docs/measurements.md, "olive run at full size" (scripts/measure_full_size.py: the whole olive run of a project
 # rendered with the default answers; peaks of its process tree, the export's with the int4 recipes of the export
 # search built one weight at a time, the lm_head first, and scored). The long rows: 29 rows of debates-party
-# statements joined to 600-870 tokens (`--data`, export search off).
+# statements joined to 600-870 tokens (`--data`, export search off), with the loss from the labelled positions'
+# logits only (slm/train/labelled_logits.py; the sample's rows were measured before it, where it saves little).
 MEASURED = {
     # a random-weight 32-layer Phi-3-mini, bfloat16 and gradient checkpointing, 2 steps each: the sample's rows
     # (122 tokens a step, the largest 124: 6.2 s; four recipes searched) and the long rows (3,324 tokens a step,
-    # the largest about 3,460: 349.5 s)
+    # the largest about 3,460: 349.5 s, measured before the labelled logits; 378 s after, with other jobs running)
     "Phi-3-mini-4k-instruct": Measured(
         "phi3",
         3_821_079_552,
         4,
         step_seconds=ByTokens(((0, 0.0), (122, 6.2), (3324, 349.5))),
         stage_gib={
-            "training": ByTokens(((124, 9.6), (3460, 15.0))),
-            "merge": ByTokens(((124, 8.4), (3460, 10.2))),
-            "export": ByTokens(((124, 11.6), (3460, 13.5))),
+            "training": ByTokens(((124, 9.6), (3460, 13.7))),
+            "merge": ByTokens(((124, 8.4), (3460, 9.8))),
+            "export": ByTokens(((124, 11.6), (3460, 12.5))),
         },
         sample_tokens=(122, 136),
     ),
     # the same for a random-weight 32-layer Phi-4-mini: the sample's rows (four recipes searched; 12 s a step is the
     # LoRA pass's time less its two evaluations over its two steps, checkpoint saves included) and the long rows
-    # (3,252 tokens a step, the largest 3,392: 341.5 s; its 200,064-token vocabulary's logits make the training's
-    # memory grow twice as fast as Phi-3-mini's)
+    # (3,252 tokens a step, the largest 3,392: 331.5 s; its 200,064-token vocabulary's logits at every position
+    # took the training to 20.4 GiB before the labelled logits)
     "Phi-4-mini-instruct": Measured(
         "phi3",
         3_836_021_760,
         4,
-        step_seconds=ByTokens(((0, 0.0), (122, 12.0), (3252, 341.5))),
+        step_seconds=ByTokens(((0, 0.0), (122, 12.0), (3252, 331.5))),
         stage_gib={
-            "training": ByTokens(((124, 9.8), (3392, 20.4))),
-            "merge": ByTokens(((124, 8.6), (3392, 10.2))),
-            "export": ByTokens(((124, 13.4), (3392, 15.8))),
+            "training": ByTokens(((124, 9.8), (3392, 13.8))),
+            "merge": ByTokens(((124, 8.6), (3392, 10.0))),
+            "export": ByTokens(((124, 13.4), (3392, 15.3))),
         },
         sample_tokens=(122, 136),
     ),
@@ -173,15 +173,6 @@ class Forecast:
             f"forecast on a 2-core CPU ({how}): {self.seconds_per_step:.0f} s per training step of {self.batch_size} "
             f"rows ({self.step_tokens[0]:.0f} tokens padded, {rows}); peak memory {stages}"
         )
-
-
-def rows_step_tokens(project, train_lengths: list[int]) -> tuple[float, int] | None:
-    """(mean, largest) tokens of the training steps olive run will make of these rows (their lengths in tokens);
-    None without a schedule or rows."""
-    schedule = project_schedule(project, len(train_lengths))
-    if schedule is None or not train_lengths:
-        return None
-    return step_tokens(train_lengths, schedule, project.pre_process.get("seed", ORDER_SEED), project.max_seq_len)
 
 
 def model_shape(project) -> tuple[str | None, str | None, int | None]:

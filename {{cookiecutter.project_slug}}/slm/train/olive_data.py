@@ -39,6 +39,7 @@ and `attention_mask` with 0 per batch.
 import logging
 
 import torch
+from olive.data.constants import IGNORE_INDEX  # the label PyTorch's loss skips
 from olive.data.registry import Registry
 
 from slm.errors import UserError
@@ -49,10 +50,9 @@ from slm.project import Project
 from slm.prompts import ChatTask, ColumnsTask, common_prefix
 from slm.train.checkpoints import check_project_at_start, guard_checkpoints
 from slm.train.early_stopping import stop_early_after
+from slm.train.labelled_logits import logits_only_where_labelled
 from slm.train.schedule import ORDER_SEED, Schedule, row_order
 from slm.train.training_meter import meter_training_when_asked
-
-IGNORE_INDEX = -100  # olive.data.constants.IGNORE_INDEX, the label PyTorch's loss skips
 
 # a child of Olive's logger, so these lines show at the config's log_severity_level like Olive's own
 logger = logging.getLogger("olive.slm")
@@ -80,6 +80,8 @@ fail_when_no_model_is_produced()
 # `olive run > log` or a CI log: the Trainer's log lines, not thousands of bar redraws (slm/progress.py)
 quiet_trainer_bar_in_logs(_training_args())
 release_memory_after_each_step()
+# the loss from the labelled positions' logits, not the vocabulary at every prompt token (slm/train/labelled_logits.py)
+logits_only_where_labelled()
 # ModelBuilder quantizes one weight at a time: a full-size Phi export fits 16 GB (slm/export/int4_by_tensor.py)
 use_for_modelbuilder()
 # SLM_TRAINING_METER=FILE.json: each step's seconds and tokens and the peak GPU memory, measured in this process

@@ -33,8 +33,8 @@ from slm.metrics import MAX_LABELS, label_set, short_answer
 from slm.project import Project
 from slm.prompts import ColumnsTask
 from slm.train import data_report
-from slm.train.footprint import check_fits, rows_step_tokens
-from slm.train.schedule import project_schedule
+from slm.train.footprint import check_fits
+from slm.train.schedule import project_schedule, project_step_tokens
 
 
 def schedule_report(project, schedule, expected):
@@ -196,7 +196,7 @@ def prepare(
     train, validation, evaluation = ([kept[index] for index in indices] for indices in splits)
     schedule = project_schedule(project, len(train))
     # the same refusal for steps of these rows (long rows make a step, and its memory, larger), before any write
-    expected = check_fits(project, step_tokens=rows_step_tokens(project, [lengths[index] for index in splits[0]]))
+    expected = check_fits(project, step_tokens=project_step_tokens(project, schedule, [lengths[i] for i in splits[0]]))
     write_together([(outputs[0], train), (outputs[1], validation), (outputs[2], evaluation), (report_file, report)])
     summary.append(
         f"wrote {outputs[0].as_posix()} ({len(train)} rows), {outputs[1].as_posix()} ({len(validation)} rows) "

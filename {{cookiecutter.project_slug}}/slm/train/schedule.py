@@ -104,3 +104,11 @@ def project_schedule(project, train_rows: int) -> Schedule | None:
     if settings is None:
         return None
     return Schedule(train_rows, project.batch_size, **settings, fixed_steps=project.training_args.get("max_steps"))
+
+
+def project_step_tokens(project, schedule: Schedule | None, lengths: list[int]) -> tuple[float, int] | None:
+    """step_tokens for these training rows (their lengths in tokens) in this project's row order and max_seq_len;
+    None without a schedule or rows."""
+    if schedule is None or not lengths:
+        return None
+    return step_tokens(lengths, schedule, project.pre_process.get("seed", ORDER_SEED), project.max_seq_len)
