@@ -34,6 +34,7 @@ train: your data and fine-tuning
                         callback Olive's config cannot pass)
 - train.labelled_logits: the training loss from the logits of the labelled positions only, not the whole
                         vocabulary at every prompt token (installed inside `olive run`)
+- train.trainer_methods: how those two replace a method of transformers.Trainer (Olive builds the Trainer)
 - train.training_meter: asked by SLM_TRAINING_METER, each training step's seconds and tokens and the peak GPU
                         memory, measured inside `olive run` (the template's scripts/gpu_check.py)
 - train.check_config:   the strict check of the Olive config (fine-tuning/check_config.py)

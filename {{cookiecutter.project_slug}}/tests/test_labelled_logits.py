@@ -49,7 +49,7 @@ def test_the_trainer_loss_from_labelled_logits_is_the_whole_vocabulary_loss(arch
     whole = loss_and_gradient(transformers.Trainer(model=model, args=arguments), model, inputs)
     labelled_logits.logits_only_where_labelled()
     labelled_logits.logits_only_where_labelled()  # installed twice (olive_data.py imported again): wrapped once
-    assert not hasattr(transformers.Trainer.compute_loss.every_position, "every_position")
+    assert not hasattr(transformers.Trainer.compute_loss.transformers_method, "transformers_method")
     labelled = loss_and_gradient(transformers.Trainer(model=model, args=arguments), model, inputs)
     labels = int((inputs["labels"][:, 1:] != labelled_logits.IGNORE_INDEX).sum())  # each label after the first token
     assert whole[2] == (3, 16, TINY["vocab_size"]) and labelled[2] == (labels, TINY["vocab_size"])

@@ -1,5 +1,7 @@
-"""The Olive version guard of slm/olive_compat.py: its fixes reach into Olive's internals, so a project on
-another Olive stops with one ERROR line before anything is patched."""
+"""slm/olive_compat.py: the Olive version guard (its fixes reach into Olive's internals, so a project on another
+Olive stops with one ERROR line before anything is patched) and glibc's fixed mmap threshold."""
+
+import ctypes
 
 import pytest
 
@@ -58,3 +60,25 @@ def test_another_onnxruntime_genai_stops_before_the_builder_is_patched(monkeypat
     message = str(stopped.value.code)
     assert "\n" not in message and message.startswith("ERROR: onnxruntime-genai 0.20.0 is installed")
     assert f"`pip install onnxruntime-genai=={tested}`" in message
+
+
+MALLINFO2_FIELDS = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+
+
+class _Mallinfo2(ctypes.Structure):  # glibc's struct mallinfo2 (hblkhd: the bytes in mmapped blocks)
+    _fields_ = [(name, ctypes.c_size_t) for name in MALLINFO2_FIELDS.split()]
+
+
+@pytest.mark.skipif(olive_compat._glibc_function("mallinfo2") is None, reason="glibc 2.33 or later only")
+def test_a_block_of_a_few_mib_gets_its_own_mapping_after_a_larger_one_was_freed():
+    """glibc alone raises its mmap threshold to the size of a freed 24 MiB block, so an 8 MiB block then comes from
+    the heap, where it stays after it is freed; olive run fixes the threshold."""
+    mallinfo2 = olive_compat._glibc_function("mallinfo2")
+    mallinfo2.restype = _Mallinfo2
+    olive_compat.map_large_blocks_apart()
+    larger = bytearray(24 << 20)
+    del larger
+    olive_compat.release_memory()  # no free heap left on top for the next block to come from
+    mapped_before = mallinfo2().hblkhd
+    block = bytearray(max(8 << 20, olive_compat.MMAP_THRESHOLD_BYTES))
+    assert mallinfo2().hblkhd - mapped_before >= len(block)

@@ -17,6 +17,7 @@ import logging
 import transformers
 
 from slm.project import EARLY_STOPPING_KEY
+from slm.train.trainer_methods import replace_trainer_method
 
 logger = logging.getLogger("olive.slm")
 
@@ -36,15 +37,15 @@ def stop_early_after(patience: int) -> None:
     """Give every Trainer built from now on a StopWhenValidationStalls(patience); 0 takes it away."""
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
         raise ValueError(f"{EARLY_STOPPING_KEY} must be a whole number of evaluations, 0 for none; got {patience!r}")
-    trainer = transformers.Trainer
-    build = getattr(trainer.__init__, "without_early_stopping", trainer.__init__)
 
-    def build_with_early_stopping(self, *args, **kwargs):
-        build(self, *args, **kwargs)
-        if patience:
-            self.add_callback(StopWhenValidationStalls(patience))
+    def with_early_stopping(build):
+        def build_with_early_stopping(self, *args, **kwargs):
+            build(self, *args, **kwargs)
+            if patience:
+                self.add_callback(StopWhenValidationStalls(patience))
 
-    build_with_early_stopping.without_early_stopping = build
-    trainer.__init__ = build_with_early_stopping
+        return build_with_early_stopping
+
+    replace_trainer_method("__init__", with_early_stopping)
     if patience:
         logger.info("early stopping: after %d evaluations without a lower validation loss", patience)

@@ -62,32 +62,34 @@ class Measured:
 MEASURED = {
     # a random-weight 32-layer Phi-3-mini, bfloat16 and gradient checkpointing, 2 steps each: the sample's rows
     # (122 tokens a step, the largest 124: 6.2 s; four recipes searched) and the long rows (3,324 tokens a step,
-    # the largest about 3,460: 349.5 s, measured before the labelled logits; 378 s after, with other jobs running)
+    # the largest about 3,460: 352 s, with glibc's mmap threshold at 4 MiB, slm/olive_compat.py: 13.7, 9.8 and
+    # 12.5 GiB before it)
     "Phi-3-mini-4k-instruct": Measured(
         "phi3",
         3_821_079_552,
         4,
-        step_seconds=ByTokens(((0, 0.0), (122, 6.2), (3324, 349.5))),
+        step_seconds=ByTokens(((0, 0.0), (122, 6.2), (3324, 352.0))),
         stage_gib={
-            "training": ByTokens(((124, 9.6), (3460, 13.7))),
-            "merge": ByTokens(((124, 8.4), (3460, 9.8))),
-            "export": ByTokens(((124, 11.6), (3460, 12.5))),
+            "training": ByTokens(((124, 9.6), (3460, 10.9))),
+            "merge": ByTokens(((124, 8.4), (3460, 8.9))),
+            "export": ByTokens(((124, 11.6), (3460, 11.8))),
         },
         sample_tokens=(122, 136),
     ),
     # the same for a random-weight 32-layer Phi-4-mini: the sample's rows (four recipes searched; 12 s a step is the
     # LoRA pass's time less its two evaluations over its two steps, checkpoint saves included) and the long rows
     # (3,252 tokens a step, the largest 3,392: 331.5 s; its 200,064-token vocabulary's logits at every position
-    # took the training to 20.4 GiB before the labelled logits)
+    # took the training to 20.4 GiB before the labelled logits); memory with glibc's mmap threshold at 4 MiB
+    # (slm/olive_compat.py; before it, the sample's rows 9.8, 8.6 and 13.4 GiB, the long rows 13.8, 10.0, 15.3)
     "Phi-4-mini-instruct": Measured(
         "phi3",
         3_836_021_760,
         4,
         step_seconds=ByTokens(((0, 0.0), (122, 12.0), (3252, 331.5))),
         stage_gib={
-            "training": ByTokens(((124, 9.8), (3392, 13.8))),
-            "merge": ByTokens(((124, 8.6), (3392, 10.0))),
-            "export": ByTokens(((124, 13.4), (3392, 15.3))),
+            "training": ByTokens(((124, 9.5), (3392, 10.8))),
+            "merge": ByTokens(((124, 8.3), (3392, 8.6))),
+            "export": ByTokens(((124, 12.9), (3392, 13.1))),
         },
         sample_tokens=(122, 136),
     ),

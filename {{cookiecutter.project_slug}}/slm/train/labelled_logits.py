@@ -11,16 +11,18 @@ in transformers.modeling_utils) and their loss takes `shift_labels` (the label e
 both computes the same cross-entropy over the same tokens: the loss, its gradient and the validation loss that picks
 the best checkpoint are those of the whole-vocabulary computation up to float rounding.
 
-Olive 0.13's LoRA pass builds its `transformers.Trainer` itself, so, as with early stopping, the training data's
-pre-processing installs this on the Trainer class before the pass builds one (`logits_only_where_labelled`). A model
+Olive 0.13's LoRA pass builds its `transformers.Trainer` itself, so, as with early stopping, this replaces the
+Trainer class's `compute_loss` (slm/train/trainer_methods.py; `logits_only_where_labelled`). A model
 whose code does not slice with `slice_logits_to_keep` (remote code, older architectures) is trained as before.
 """
 
+import functools
 import sys
 
 import torch
-import transformers
 from olive.data.constants import IGNORE_INDEX  # the label the loss skips, as the pre-processing sets it
+
+from slm.train.trainer_methods import replace_trainer_method
 
 
 def slices_logits(model) -> bool:
@@ -29,8 +31,11 @@ def slices_logits(model) -> bool:
     that takes positions only would misread it)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under PEFT's wrapper
     slicer = getattr(sys.modules.get(type(base).__module__), "slice_logits_to_keep", None)
-    if slicer is None:
-        return False
+    return slicer is not None and _takes_a_mask(slicer)
+
+
+@functools.cache  # asked at every training step and evaluation batch, of one function
+def _takes_a_mask(slicer) -> bool:
     try:
         return slicer(torch.zeros(1, 2, 1), torch.tensor([[False, True]])).shape == (1, 1)
     except (IndexError, RuntimeError, TypeError):
@@ -47,16 +52,16 @@ def labelled_positions_only(inputs: dict) -> dict:
 
 
 def logits_only_where_labelled() -> None:
-    """Make every Trainer built from now on compute its loss (training and evaluation) on labelled positions only."""
-    trainer = transformers.Trainer
-    compute_loss = getattr(trainer.compute_loss, "every_position", trainer.compute_loss)
+    """Make every Trainer compute its loss (training and evaluation) on the labelled positions only."""
 
-    def compute_loss_on_labelled_positions(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        # a label smoother or a compute_loss_func takes the labels and the full logits from the outputs itself
-        plain = self.label_smoother is None and self.compute_loss_func is None
-        if plain and inputs.get("labels") is not None and slices_logits(model):
-            inputs = labelled_positions_only(inputs)
-        return compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+    def on_labelled_positions(compute_loss):
+        def compute_loss_on_labelled_positions(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            # a label smoother or a compute_loss_func takes the labels and the full logits from the outputs itself
+            plain = self.label_smoother is None and self.compute_loss_func is None
+            if plain and inputs.get("labels") is not None and slices_logits(model):
+                inputs = labelled_positions_only(inputs)
+            return compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
-    compute_loss_on_labelled_positions.every_position = compute_loss
-    trainer.compute_loss = compute_loss_on_labelled_positions
+        return compute_loss_on_labelled_positions
+
+    replace_trainer_method("compute_loss", on_labelled_positions)

@@ -44,7 +44,11 @@ from olive.data.registry import Registry
 
 from slm.errors import UserError
 from slm.export.int4_by_tensor import use_for_modelbuilder
-from slm.olive_compat import fail_when_no_model_is_produced, release_memory_after_each_step
+from slm.olive_compat import (
+    fail_when_no_model_is_produced,
+    map_large_blocks_apart,
+    release_memory_after_each_step,
+)
 from slm.progress import quiet_trainer_bar_in_logs
 from slm.project import Project
 from slm.prompts import ChatTask, ColumnsTask, common_prefix
@@ -80,6 +84,7 @@ fail_when_no_model_is_produced()
 # `olive run > log` or a CI log: the Trainer's log lines, not thousands of bar redraws (slm/progress.py)
 quiet_trainer_bar_in_logs(_training_args())
 release_memory_after_each_step()
+map_large_blocks_apart()
 # the loss from the labelled positions' logits, not the vocabulary at every prompt token (slm/train/labelled_logits.py)
 logits_only_where_labelled()
 # ModelBuilder quantizes one weight at a time: a full-size Phi export fits 16 GB (slm/export/int4_by_tensor.py)
