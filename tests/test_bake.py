@@ -58,6 +58,7 @@ COMMON_FILES = {
     "slm/train/trainer_methods.py",
     "tests/test_labelled_logits.py",
     "tests/test_trainer_methods.py",
+    "tests/test_early_stopping.py",
     "slm/train/training_meter.py",
     "tests/test_training_meter.py",
     "fine-tuning/report.py",

@@ -4,6 +4,7 @@ ending with the best checkpoint. A tiny random Phi-3 (tests/conftest.py), real `
 
 import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -12,6 +13,8 @@ import time
 
 import pytest
 from conftest import check
+
+from template_logic.workflow import EVAL_FRACTION
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +31,7 @@ TINY_SCHEDULE = {
     "__export_search": "no",
 }
 SCHEDULED_STEPS = 200
+EVAL_INTERVAL = math.ceil(SCHEDULED_STEPS * EVAL_FRACTION)  # transformers' reading of a fractional eval_steps
 PATIENCE = 3  # the model table's early_stopping_patience, the same for every model
 
 
@@ -78,9 +82,14 @@ def test_two_runs_of_one_config_give_byte_identical_lora_weights(uninterrupted):
     state = states[stopped]
     assert stopped < SCHEDULED_STEPS and state["max_steps"] == SCHEDULED_STEPS
     evaluated = {entry["step"]: entry["eval_loss"] for entry in state["log_history"] if "eval_loss" in entry}
-    assert sorted(evaluated) == list(range(20, stopped + 1, 20))
+    assert sorted(evaluated) == list(range(EVAL_INTERVAL, stopped + 1, EVAL_INTERVAL))
     best_step = int(state["best_model_checkpoint"].rsplit("-", 1)[1])
-    assert evaluated[best_step] == min(evaluated.values()) and best_step == stopped - PATIENCE * 20
+    assert evaluated[best_step] == min(evaluated.values())
+    # stalls are counted from the end of the first pass over the 216 rows, at 4 a step
+    counted_from = state["stateful_callbacks"]["StopWhenValidationStalls"]["args"]["counted_from_step"]
+    assert counted_from == math.ceil(216 / 4)
+    counted = [step for step in evaluated if step > best_step and step >= counted_from]
+    assert len(counted) == PATIENCE and counted[-1] == stopped
     assert stall_count(state) == PATIENCE
     # and kept the checkpoint with the lowest validation loss as the model (Olive's adapter holds its weights)
     kept = load_file(next((one.path / "gen-model/olive-cache").rglob("adapter/adapter_model.safetensors")))

@@ -30,8 +30,8 @@ train: your data and fine-tuning
 - train.olive_data:     the answer-only pre-processing Olive runs during `olive run`: rows in training
                         order, the adapter's seed
 - train.checkpoints:    the Trainer's checkpoint folder, resumed from only by the run that wrote it
-- train.early_stopping: training ends after N evaluations without a lower validation loss (a Trainer
-                        callback Olive's config cannot pass)
+- train.early_stopping: training ends after N evaluations without a lower validation loss, counted after the
+                        first pass over the rows (a Trainer callback Olive's config cannot pass)
 - train.labelled_logits: the training loss from the logits of the labelled positions only, not the whole
                         vocabulary at every prompt token (installed inside `olive run`)
 - train.trainer_methods: how those two replace a method of transformers.Trainer (Olive builds the Trainer)

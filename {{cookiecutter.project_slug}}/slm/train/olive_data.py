@@ -220,7 +220,8 @@ def answer_only_pre_process(
         data_version: the digest prepare.py recorded of the training and validation files; `olive run` stops when
             they no longer match it (Olive's cache is keyed on the config, so the digest is how new data reaches it).
         early_stopping_patience: training data only: training ends after this many evaluations without a lower
-            validation loss (0: it runs the whole schedule). None: this data config does not set it.
+            validation loss, counted from the end of the first pass over the rows (0: it runs the whole schedule).
+            None: this data config does not set it.
         **kwargs: only Olive's own `task`; any other key is refused, since Olive would not say it is unused.
 
     """
@@ -232,8 +233,6 @@ def answer_only_pre_process(
     kwargs.pop("task", None)
     if kwargs:
         raise ValueError(f"answer_only_pre_process does not take {sorted(kwargs)}")
-    if early_stopping_patience is not None:
-        stop_early_after(early_stopping_patience)
     tokenizer = get_tokenizer(model_name, trust_remote_code=trust_remote_code)
     if max_samples is not None:
         dataset = dataset.select(range(min(len(dataset), max_samples)))
@@ -270,6 +269,7 @@ def answer_only_pre_process(
         data_format,
         "the answer only" if answer_only else "the whole text",
     )
+    schedule = None
     if epochs is not None:
         project = Project.load()
         fixed = project.training_args.get("max_steps")
@@ -277,6 +277,8 @@ def answer_only_pre_process(
         logger.info("schedule: %s", schedule.describe())
         guard_checkpoints(project, schedule)
         examples = scheduled(examples, schedule, seed)
+    if early_stopping_patience is not None:
+        stop_early_after(early_stopping_patience, schedule.stalls_counted_from if schedule else 0)
     hf_dataset = HFDataset.from_dict(examples)
     hf_dataset.set_format("torch", output_all_columns=True)
     return ClassificationDataset(hf_dataset, "labels")

@@ -46,6 +46,13 @@ class Schedule:
         return self.steps * self.batch_size
 
     @property
+    def stalls_counted_from(self) -> int:
+        """The step from which early stopping counts evaluations without improvement: the end of the first pass over
+        the rows, or half the schedule when a short or capped schedule would reach that first (early stopping
+        then still acts in its second half)."""
+        return min(math.ceil(self.rows / self.batch_size), self.steps // 2)
+
+    @property
     def passes(self) -> float:
         """How many times each row is seen (the epochs actually run)."""
         return self.examples / self.rows
