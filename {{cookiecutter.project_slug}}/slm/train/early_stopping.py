@@ -74,11 +74,16 @@ def replay(curve: list[tuple[int, float]], patience: int, counted_from_step: int
     return None, best
 
 
+def check_patience(patience) -> None:
+    """Refuse a patience that is not a whole number of evaluations (0: none)."""
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        raise ValueError(f"{EARLY_STOPPING_KEY} must be a whole number of evaluations, 0 for none; got {patience!r}")
+
+
 def stop_early_after(patience: int, counted_from_step: int = 0) -> None:
     """Give every Trainer built from now on a StopWhenValidationStalls(patience) that counts stalls from
     `counted_from_step` on; a patience of 0 takes it away."""
-    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-        raise ValueError(f"{EARLY_STOPPING_KEY} must be a whole number of evaluations, 0 for none; got {patience!r}")
+    check_patience(patience)
 
     def with_early_stopping(build):
         def build_with_early_stopping(self, *args, **kwargs):

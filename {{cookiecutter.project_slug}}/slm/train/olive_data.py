@@ -53,7 +53,7 @@ from slm.progress import quiet_trainer_bar_in_logs
 from slm.project import Project
 from slm.prompts import ChatTask, ColumnsTask, common_prefix
 from slm.train.checkpoints import check_project_at_start, guard_checkpoints
-from slm.train.early_stopping import stop_early_after
+from slm.train.early_stopping import check_patience, stop_early_after
 from slm.train.labelled_logits import logits_only_where_labelled
 from slm.train.schedule import ORDER_SEED, Schedule, row_order
 from slm.train.training_meter import meter_training_when_asked
@@ -233,6 +233,10 @@ def answer_only_pre_process(
     kwargs.pop("task", None)
     if kwargs:
         raise ValueError(f"answer_only_pre_process does not take {sorted(kwargs)}")
+    if early_stopping_patience is not None:
+        # refused before the rows are read and the checkpoint folder is checked; installed once the schedule says
+        # where the first pass ends
+        check_patience(early_stopping_patience)
     tokenizer = get_tokenizer(model_name, trust_remote_code=trust_remote_code)
     if max_samples is not None:
         dataset = dataset.select(range(min(len(dataset), max_samples)))
