@@ -32,6 +32,8 @@ train: your data and fine-tuning
 - train.checkpoints:    the Trainer's checkpoint folder, resumed from only by the run that wrote it
 - train.early_stopping: training ends after N evaluations without a lower validation loss, counted after the
                         first pass over the rows (a Trainer callback Olive's config cannot pass)
+- train.answer_accuracy: a validation row's answer under teacher forcing is what greedy decoding writes (among
+                        the labels for a label task): the accuracy scripts/measure_kept_step.py reads per checkpoint
 - train.labelled_logits: the training loss from the logits of the labelled positions only, not the whole
                         vocabulary at every prompt token (installed inside `olive run`)
 - train.trainer_methods: how those two replace a method of transformers.Trainer (Olive builds the Trainer)

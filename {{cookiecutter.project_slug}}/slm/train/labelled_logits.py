@@ -22,6 +22,7 @@ import sys
 import torch
 from olive.data.constants import IGNORE_INDEX  # the label the loss skips, as the pre-processing sets it
 
+from slm.train.answer_accuracy import predicted_labels
 from slm.train.trainer_methods import replace_trainer_method
 
 
@@ -45,8 +46,7 @@ def _takes_a_mask(slicer) -> bool:
 def labelled_positions_only(inputs: dict) -> dict:
     """The model inputs with `logits_to_keep`, the positions whose next token has a label, and `shift_labels`,
     those labels in the same (row-major) order as the kept logits."""
-    labels = inputs["labels"]
-    predicted = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)  # position t predicts label t+1
+    predicted = predicted_labels(inputs["labels"])
     keep = predicted != IGNORE_INDEX
     return {**inputs, "logits_to_keep": keep, "shift_labels": predicted[keep]}
 
