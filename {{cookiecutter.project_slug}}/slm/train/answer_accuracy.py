@@ -5,8 +5,10 @@ argmax of the logits is the label: exactly the condition for greedy decoding to 
 label task `infer.py --eval` decodes constrained to the label set (slm/generation.py's label_regex), so there the
 argmax is taken among the tokens that continue some label (`answer_choices`, from the answers' own token sequences):
 the accuracy `infer.py --eval` measures before int4, up to spellings of a label in other tokens, which the
-constraint also allows. Both are read from the evaluation pass that already computes the validation loss, for the
-cost of an argmax over the labelled positions.
+constraint also allows. scripts/measure_kept_step.py computes both for every checkpoint of a run, from the logits of
+the labelled positions (slm/train/labelled_logits.py), the ones the validation loss is computed from. Keeping the
+step with the best validation answer accuracy instead of the lowest loss was tried inside `olive run` and not taken:
+docs/training.md, "Keeping the step with the best validation answer accuracy".
 """
 
 import torch
