@@ -18,21 +18,26 @@ from template_logic.workflow import EVAL_FRACTION
 
 pytestmark = pytest.mark.slow
 
-# 200 scheduled steps of 4 rows, evaluated and saved every 20, at a learning rate under which the tiny model's
-# validation loss stops improving early (measured with the Phi rows' bfloat16 training: lowest at step 40, 10.115;
-# then 10.131, 10.150, 10.222), so the default early stopping (3 evaluations) ends the runs at step 100, and the
-# resumed run is stopped after a checkpoint that already counts an evaluation without improvement (step 60).
-# Rank 8: see TINY_LORA_R in conftest.py. The export search is tested in test_e2e.py; here one recipe is enough.
+# 200 scheduled steps of 4 rows, evaluated and saved every 20. The tiny random model learns next to nothing, so its
+# validation loss wanders (lr 0.5, bfloat16: 10.115 lowest at step 40, then 10.131, 10.150, 10.222 on one CPU;
+# 10.123 at step 20, then 10.298, 10.212, 10.233, and 10.117 at step 100 on another, with AVX512-BF16, where a
+# patience of 3 ran the whole schedule). A patience of 2 ends both at step 80: two counted evaluations in a row
+# without a new low is the likely end of a wandering curve, where three is not. The resumed run is stopped after
+# a checkpoint that already counts one evaluation without improvement. What is tested is the mechanism (stop,
+# best checkpoint kept, resume, byte-identical runs); the default patience of 3 is measured on real data
+# (docs/training.md, "Early stopping"). Rank 8: see TINY_LORA_R in conftest.py. The export search is tested in
+# test_e2e.py; here one recipe is enough.
+PATIENCE = 2
 TINY_SCHEDULE = {
     "__epochs": "0.1",
     "__min_steps": "200",
     "__learning_rate": "0.5",
     "__lora_r": "8",
+    "__early_stopping_patience": str(PATIENCE),
     "__export_search": "no",
 }
 SCHEDULED_STEPS = 200
 EVAL_INTERVAL = math.ceil(SCHEDULED_STEPS * EVAL_FRACTION)  # transformers' reading of a fractional eval_steps
-PATIENCE = 3  # the model table's early_stopping_patience, the same for every model
 
 
 def adapter_digest(project):
@@ -80,7 +85,9 @@ def test_two_runs_of_one_config_give_byte_identical_lora_weights(uninterrupted):
     states = trainer_states(one)
     stopped = max(states)
     state = states[stopped]
-    assert stopped < SCHEDULED_STEPS and state["max_steps"] == SCHEDULED_STEPS
+    assert stopped < SCHEDULED_STEPS and state["max_steps"] == SCHEDULED_STEPS, [
+        (entry["step"], entry["eval_loss"]) for entry in state["log_history"] if "eval_loss" in entry
+    ]
     evaluated = {entry["step"]: entry["eval_loss"] for entry in state["log_history"] if "eval_loss" in entry}
     assert sorted(evaluated) == list(range(EVAL_INTERVAL, stopped + 1, EVAL_INTERVAL))
     best_step = int(state["best_model_checkpoint"].rsplit("-", 1)[1])
