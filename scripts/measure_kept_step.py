@@ -10,11 +10,12 @@ the rows whose every answer token is the argmax, i.e. what greedy decoding answe
 and on the held-out eval rows, beside the validation loss the Trainer logged. It then replays each early-stopping
 rule on those curves (from the step the template counts stalls from) and prints the step it would stop at, the step
 it would keep, and the held-out accuracy of the kept step:
-- loss: the template's rule (StopWhenValidationStalls on eval_loss; checked against its own replay);
+- loss: the template's rule (StopWhenValidationStalls on eval_loss);
 - free acc: the highest validation accuracy, ties to the earlier step (transformers' own comparison of one metric);
 - label acc: the same with the accuracy among the labels' tokens (as infer.py --eval decodes);
 - label+loss: the highest accuracy among the labels' tokens, ties to the lower validation loss.
-A stall is an evaluation that does not beat the best so far. The curves are saved in PROJECT/kept-step-curves.json
+A stall is an evaluation that does not beat the best so far; each one-metric rule's replay is checked against the
+template's own callback (slm/train/early_stopping.py's replay). The curves are saved in PROJECT/kept-step-curves.json
 and read from there by the next run.
 Run it with the template's test environment (scripts/env.sh), one project at a time on an otherwise idle machine.
 """
@@ -31,13 +32,13 @@ from measure_patience import evaluations  # noqa: E402
 
 
 def tokenized(project_dir: Path, project, path: Path, tokenizer) -> dict:
-    """The rows of one split as the training tokenizes them (slm/train/olive_data.py's build_rows)."""
+    """The rows of one split, read by the project's one reader, as the training tokenizes them (build_rows)."""
+    from slm.data import load_rows
     from slm.train.olive_data import build_rows
 
     pre = project.pre_process
-    rows = json.loads((project_dir / path).read_text(encoding="utf-8"))
     examples, _ = build_rows(
-        rows,
+        load_rows(project_dir / path, project.task),
         tokenizer,
         data_format=project.data_format,
         text_template=pre.get("text_template"),
@@ -53,7 +54,7 @@ def accuracies(model, examples: dict, choices: dict, batch_size: int = 16) -> tu
     tokens that continue a label (as infer.py --eval decodes a label task)."""
     import torch
     from slm.train.answer_accuracy import answered_rows
-    from slm.train.labelled_logits import labelled_positions_only
+    from slm.train.labelled_logits import IGNORE_INDEX, labelled_positions_only
 
     free = constrained = 0
     rows = len(examples["input_ids"])
@@ -62,7 +63,7 @@ def accuracies(model, examples: dict, choices: dict, batch_size: int = 16) -> tu
         width = max(map(len, batch["input_ids"]))
         padded = {
             key: torch.tensor([row + [pad] * (width - len(row)) for row in batch[key]])
-            for key, pad in (("input_ids", 0), ("attention_mask", 0), ("labels", -100))
+            for key, pad in (("input_ids", 0), ("attention_mask", 0), ("labels", IGNORE_INDEX))
         }
         inputs = labelled_positions_only(padded)
         with torch.no_grad():
@@ -79,10 +80,10 @@ def accuracies(model, examples: dict, choices: dict, batch_size: int = 16) -> tu
 CURVES = "kept-step-curves.json"
 
 
-def step_curves(project_dir: Path):
+def step_curves(project_dir: Path, losses: dict[int, float]):
     """[(step, validation loss, validation accuracy, its constrained accuracy, held-out accuracy, its constrained
-    accuracy)] over every kept checkpoint, and the rows of each split; measured once, then read from
-    PROJECT/kept-step-curves.json."""
+    accuracy)] over every evaluated step (`losses`: the validation loss the Trainer logged at each), and the rows of
+    each split; measured once, then read from PROJECT/kept-step-curves.json."""
     saved = project_dir / CURVES
     if saved.is_file():
         measured = json.loads(saved.read_text(encoding="utf-8"))
@@ -93,6 +94,7 @@ def step_curves(project_dir: Path):
     from slm.project import OLIVE_CONFIG, Project
     from slm.train.answer_accuracy import answer_choices
     from slm.train.checkpoints import checkpoints_by_step
+    from slm.train.labelled_logits import IGNORE_INDEX
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     project = Project.load(project_dir / OLIVE_CONFIG)
@@ -107,9 +109,7 @@ def step_curves(project_dir: Path):
         )
     }
     training = splits.pop("train")
-    choices = answer_choices([[t for t in labels if t != -100] for labels in training["labels"]])
-    curve, *_ = evaluations(project_dir)
-    losses = dict(curve)
+    choices = answer_choices([[token for token in labels if token != IGNORE_INDEX] for labels in training["labels"]])
     found = checkpoints_by_step(project_dir / project.checkpoint_dir)
     missing = sorted(set(losses) - set(found))
     if missing:
@@ -150,8 +150,8 @@ def main():
     for project_dir in args.projects:
         project_dir = project_dir.resolve()
         print(f"{project_dir.name}:", flush=True)
-        rows, counts = step_curves(project_dir)
-        _, steps, _, _, counted_from = evaluations(project_dir)
+        curve, steps, _, _, counted_from = evaluations(project_dir)
+        rows, counts = step_curves(project_dir, dict(curve))
         held_out = {step: (free, constrained) for step, _, _, _, free, constrained in rows}
         rules = {
             "loss": [(step, (-loss,)) for step, loss, *_ in rows],
@@ -171,7 +171,7 @@ def main():
         for name, keys in rules.items():
             for patience in [0, *args.patience]:
                 stop, kept = replay_by_key(keys, patience, counted_from)
-                if name == "loss" and patience:  # the template's own callback, on the same curve
+                if len(keys[0][1]) == 1 and patience:  # one metric: the template's own callback, on the same curve
                     assert (stop, kept) == replay([(step, -key[0]) for step, key in keys], patience, counted_from)
                 stopped = "end" if stop is None else str(stop)
                 free, constrained = held_out[kept]
